@@ -1,0 +1,67 @@
+"""Run rlrec from Python: ``rlrec.run(["trigger=never", "episodes=20"])``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import setup_globals
+from omegaconf import OmegaConf, open_dict
+
+from rlrec.cli import CONF_DIR
+from rlrec.hydra_callbacks import check_writable, register_resolvers
+from rlrec.runner import record
+from rlrec.sinks.parquet import EPISODES_FILE
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run: its folder, its ``summary.json`` and its episodes table."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+
+    @property
+    def episodes(self) -> pa.Table:
+        """``episodes.parquet`` as an Arrow table (``.to_pandas()`` for a DataFrame)."""
+        return pq.read_table(self.run_dir / EPISODES_FILE)
+
+
+def run(
+    overrides: Sequence[str] = (), *, run_dir: str | Path | None = None, config_name: str = "config"
+) -> RunResult:
+    """Compose rlrec's config with command-line style ``overrides`` and run it.
+
+    The run directory is laid out as the CLI lays it out (``.hydra/`` included); by default it is
+    the CLI's ``outputs/YYYY-MM-DD/HH-MM-SS`` under the current folder.
+    """
+    setup_globals()  # Hydra's ${now:...} resolver
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)  # so that ${hydra:...} interpolations resolve
+    if run_dir is None:
+        run_dir = cfg.hydra.run.dir
+    check_writable(str(run_dir), "run_dir")
+    run_dir = Path(run_dir)
+    _save_hydra_record(cfg, run_dir)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    summary = record(cfg, run_dir)
+    return RunResult(run_dir.absolute(), summary)
+
+
+def _save_hydra_record(cfg: Any, run_dir: Path) -> None:
+    """The ``.hydra/`` folder the CLI would leave: the config, the overrides, Hydra's own node."""
+    record_dir = run_dir / ".hydra"
+    record_dir.mkdir(parents=True, exist_ok=True)
+    task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    OmegaConf.save(task_cfg, record_dir / "config.yaml")
+    OmegaConf.save(cfg.hydra.overrides.task, record_dir / "overrides.yaml")
+    OmegaConf.save(OmegaConf.create({"hydra": cfg.hydra}), record_dir / "hydra.yaml")

@@ -1,0 +1,59 @@
+"""The command line: ``python run.py [OVERRIDES]`` and ``rlrec-run [OVERRIDES]``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from rlrec.errors import ConfigError
+from rlrec.hydra_callbacks import register_resolvers
+from rlrec.runner import record, update_summary
+
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+
+log = logging.getLogger(__name__)
+register_resolvers()  # at import: joblib and submitit workers import this module to run a job
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def task(cfg: DictConfig) -> dict[str, Any] | None:
+    """One Hydra job: record ``cfg`` into the job's output folder.
+
+    A user's mistake ends a single run with its message and exit code 2; in a sweep the job records
+    its failure in ``summary.json`` and returns, so that the other jobs go on.
+    """
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        return record(cfg, run_dir, job=hydra_cfg.job.num if multirun else 0)
+    except ConfigError as err:
+        print(f"rlrec: error: {err}", file=sys.stderr)
+        update_summary(run_dir, status="failed", error=str(err))
+        if not multirun:
+            sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        print("rlrec: interrupted; finished episodes are saved", file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:
+        if not multirun:
+            raise  # a bug or an env crash: the traceback is what its author needs
+        log.exception("job %s failed", hydra_cfg.job.num)
+        update_summary(run_dir, status="failed", error=f"{type(err).__name__}: {err}")
+    return None
+
+
+def main() -> None:
+    """Entry point; the folder you run in becomes importable for ``policy._target_``."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    task()

@@ -1,0 +1,106 @@
+"""Checks on the config's own keys; building ``_target_`` nodes with errors that name the key."""
+
+from __future__ import annotations
+
+from numbers import Real
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from rlrec.errors import ConfigError
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the top-level keys before anything is built; groups check their own in constructors."""
+    _int_at_least(cfg, "seed", 0, "pass e.g. seed=0")
+    _int_at_least(cfg, "episodes", 1, "pass e.g. episodes=100")
+    fps = cfg.video.fps
+    if fps is not None and (not _is_number(fps) or fps <= 0):
+        raise ConfigError(
+            "video.fps",
+            f"must be a number > 0 or null, got {fps!r}",
+            "pass e.g. video.fps=30, or null for the env's render_fps",
+        )
+    prefix = cfg.video.name_prefix
+    if not isinstance(prefix, str) or not prefix or "/" in prefix or prefix.startswith("."):
+        raise ConfigError(
+            "video.name_prefix",
+            f"must be a plain file-name prefix, got {prefix!r}",
+            "pass e.g. video.name_prefix=eval",
+        )
+    threshold, key = cfg.get("success_threshold"), cfg.get("success_key")
+    if threshold is not None and not _is_number(threshold):
+        raise ConfigError(
+            "success_threshold",
+            f"must be a number or null, got {threshold!r}",
+            "pass e.g. success_threshold=195",
+        )
+    if key is not None and not isinstance(key, str):
+        raise ConfigError(
+            "success_key",
+            f"must be an info key or null, got {key!r}",
+            "pass e.g. success_key=is_success",
+        )
+    if threshold is not None and key is not None:
+        raise ConfigError(
+            "success_key",
+            "success_threshold and success_key are both set",
+            "keep one of them and set the other to null",
+        )
+    if not isinstance(cfg.get("sinks"), DictConfig):
+        raise ConfigError(
+            "sinks", "must name sinks from the sinks group", "pass e.g. 'sinks=[parquet,console]'"
+        )
+
+
+def instantiate_node(node: DictConfig, key: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` that reports a bad ``_target_`` or argument under ``key``."""
+    try:
+        target = node._target_
+    except MissingMandatoryValue:
+        raise ConfigError(
+            f"{key}._target_",
+            "is not set",
+            f"name a class, e.g. {key}._target_=mypackage.agents.MyPolicy",
+        ) from None
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, ConfigError):  # the constructor's own check: already names its key
+            raise cause from None
+        if "Error locating target" in str(err):
+            raise ConfigError(
+                f"{key}._target_",
+                f"{target!r} does not import ({_root_cause(err)})",
+                "give the dotted path of a class importable from the folder you run in",
+            ) from None
+        keys = sorted(k for k in OmegaConf.to_container(node) if k != "_target_")
+        raise ConfigError(
+            key,
+            f"{target} could not be built from keys {keys}: {_first_line(cause or err)}",
+            f"match the keys under {key} to the arguments {target} takes",
+        ) from None
+
+
+def _int_at_least(cfg: DictConfig, key: str, low: int, fix: str) -> None:
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(key, f"must be an integer >= {low}, got {value!r}", fix)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _root_cause(err: BaseException) -> str:
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return f"{type(err).__name__}: {_first_line(err)}"
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

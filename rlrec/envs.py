@@ -1,0 +1,109 @@
+"""Build the Gymnasium environment a config names, with errors that say what to change."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
+from omegaconf import DictConfig, OmegaConf
+
+from rlrec.errors import ConfigError
+
+
+def make_env(env_cfg: DictConfig, *, render: bool) -> gym.Env:
+    """``gymnasium.make`` from the ``env`` node; ``render`` asks for ``rgb_array`` frames."""
+    env_id = env_cfg.id
+    _check_registered(env_id)
+    max_steps = env_cfg.get("max_episode_steps")
+    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
+        raise ConfigError(
+            "env.max_episode_steps",
+            f"must be an integer >= 1 or null, got {max_steps!r}",
+            "pass e.g. env.max_episode_steps=500, or null for the env's own limit",
+        )
+    kwargs_cfg = env_cfg.get("kwargs")
+    kwargs: dict[str, Any] = (
+        {} if kwargs_cfg is None else OmegaConf.to_container(kwargs_cfg, resolve=True)
+    )
+    if render:
+        kwargs["render_mode"] = "rgb_array"
+        # pygame-based envs draw off-screen for rgb_array; without a display, SDL's default driver
+        # only complains (XDG_RUNTIME_DIR). The user's own setting wins.
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    try:
+        if render:
+            _check_can_film(env_id)
+        env = gym.make(env_id, max_episode_steps=max_steps, **kwargs)
+    except gym.error.DependencyNotInstalled as err:
+        raise ConfigError(
+            "env.id", f"{env_id} needs a package that is not installed ({err})", _extra_fix(env_id)
+        ) from None
+    except TypeError as err:
+        raise ConfigError(
+            "env.kwargs",
+            f"{env_id} rejected its keyword arguments ({err})",
+            "remove or rename them",
+        ) from None
+    if render and not _renders_rgb(env.metadata):
+        env.close()
+        raise _cannot_film(env_id)
+    return env
+
+
+def _check_can_film(env_id: str) -> None:
+    """Refuse an env class that cannot render ``rgb_array`` before building it (that only warns)."""
+    creator = gym.spec(env_id.rpartition(":")[2]).entry_point
+    if isinstance(creator, str):
+        creator = load_env_creator(creator)  # the import gymnasium.make would do anyway
+    metadata = getattr(creator, "metadata", None)
+    if isinstance(metadata, dict) and not _renders_rgb(metadata):
+        raise _cannot_film(env_id)
+
+
+def _renders_rgb(metadata: dict[str, Any]) -> bool:
+    return "rgb_array" in metadata.get("render_modes", ())
+
+
+def _cannot_film(env_id: str) -> ConfigError:
+    return ConfigError(
+        "trigger",
+        f"{env_id} cannot render rgb_array frames, so its episodes cannot be filmed",
+        "record statistics only with trigger=never",
+    )
+
+
+def _check_registered(env_id: object) -> None:
+    """Fail early on an unknown id; ``module:Env-v0`` first imports the module that registers it."""
+    if not isinstance(env_id, str):
+        raise ConfigError(
+            "env.id", f"must be a string, got {env_id!r}", "pass e.g. env.id=CartPole-v1"
+        )
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(
+                "env.id", f"module {module!r} does not import ({err})", "install it or fix the name"
+            ) from None
+    if name not in gym.registry:
+        raise ConfigError("env.id", f"{env_id!r} is not a registered Gymnasium id", _id_fix(name))
+
+
+def _id_fix(env_id: object) -> str:
+    close = difflib.get_close_matches(str(env_id), list(gym.registry), n=3, cutoff=0.5)
+    if close:
+        return "did you mean " + ", ".join(f"env.id={c}" for c in close) + "?"
+    return "pass a registered id, e.g. env.id=CartPole-v1 (gymnasium.pprint_registry() lists them)"
+
+
+def _extra_fix(env_id: str) -> str:
+    entry = str(gym.spec(env_id.rpartition(":")[2]).entry_point)
+    for module, extra in (("box2d", "box2d"), ("mujoco", "mujoco"), ("toy_text", "toy-text")):
+        if module in entry:
+            return f'install it with pip install "gymnasium[{extra}]"'
+    return "install the package the message names"

@@ -1,0 +1,94 @@
+"""Hydra's side of rlrec: unique output folders, checks before Hydra writes anything."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from rlrec.errors import ConfigError
+
+_claimed: dict[str, str] = {}
+
+
+def unique_dir(base: str) -> str:
+    """``base``, or ``base-1``, ``base-2``, …: the first that this process could create.
+
+    Two runs started in the same second (Hydra's folder names have one-second resolution) would
+    otherwise write into one folder. ``os.mkdir`` is atomic: concurrent processes never share one.
+    """
+    if base not in _claimed:
+        path = base
+        for k in itertools.count(1):
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                os.mkdir(path)
+            except FileExistsError:
+                path = f"{base}-{k}"
+                continue
+            except OSError:
+                pass  # not writable: CheckOutputDir reports it with the fix
+            break
+        _claimed[base] = path
+    return _claimed[base]
+
+
+def register_resolvers() -> None:
+    """Make ``${rlrec_unique_dir:...}`` available to configs (idempotent)."""
+    # use_cache: Hydra copies resolver caches into each sweep job's config, so a job (even in a
+    # joblib worker process) sees the folder its sweep claimed instead of claiming another.
+    OmegaConf.register_new_resolver("rlrec_unique_dir", unique_dir, use_cache=True, replace=True)
+
+
+def check_writable(folder: str, key: str) -> None:
+    """Raise a ``ConfigError`` naming ``key`` unless ``folder`` can be created and written."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            key,
+            f"cannot write to {os.path.abspath(folder)!r} ({err.strerror or err})",
+            f"run from a folder you can write to, or pass {key}=<a writable folder>",
+        ) from None
+
+
+class CheckOutputDir(Callback):
+    """Exit with code 2 and a clear message before Hydra tries to write an unwritable folder."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.sweep.dir")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """A sweep with a failed job exits non-zero (each job records its own failure)."""
+        sweep = Path(config.hydra.sweep.dir)
+        failed = []
+        for summary in sorted(sweep.glob("*/summary.json")):
+            status = json.loads(summary.read_text()).get("status")
+            if status != "complete":
+                failed.append(f"{summary.parent.name} ({status})")
+        if failed:
+            print(
+                f"rlrec: {len(failed)} job(s) did not complete: {', '.join(failed)}",
+                file=sys.stderr,
+            )
+            sys.exit(1)
+
+    @staticmethod
+    def _check(config: DictConfig, key: str) -> None:
+        try:
+            check_writable(str(OmegaConf.select(config, key)), key)
+        except ConfigError as err:
+            print(f"rlrec: error: {err}", file=sys.stderr)
+            sys.exit(err.exit_code)

@@ -1,0 +1,83 @@
+"""Policies: the built-in random one, and how any policy class is built and called.
+
+A policy is any class (or factory) called with ``observation_space`` and ``action_space`` plus the
+other keys of the ``policy`` node. It has ``act(obs)``; it may have ``reset(seed)``,
+``update(*, obs, action, reward, next_obs, terminated, truncated)``,
+``end_episode(*, episode, episode_return, length)``, ``act_batch``, ``save`` and ``load``.
+The runner calls what the policy has and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+from omegaconf import DictConfig
+
+from rlrec.config import instantiate_node
+from rlrec.errors import ConfigError
+
+
+class RandomPolicy:
+    """Uniform actions: ``action_space.seed(seed)`` at an episode's start, one ``sample()`` a step.
+
+    Example::
+
+        policy = RandomPolicy(
+            observation_space=env.observation_space, action_space=env.action_space
+        )
+        policy.reset(seed=123)
+        action = policy.act(obs)
+    """
+
+    def __init__(self, *, observation_space: gym.Space, action_space: gym.Space) -> None:
+        self.action_space = action_space
+
+    def reset(self, seed: int) -> None:
+        """Reseed the action space so that the episode's actions follow from its seed alone."""
+        self.action_space.seed(seed)
+
+    def act(self, obs: Any) -> Any:
+        """A uniformly random action."""
+        return self.action_space.sample()
+
+
+@dataclass(frozen=True)
+class PolicyHooks:
+    """The policy's methods, looked up once: ``None`` where the policy does not have one."""
+
+    act: Callable[[Any], Any]
+    reset: Callable[[int], None] | None
+    update: Callable[..., None] | None
+    end_episode: Callable[..., None] | None
+
+    @classmethod
+    def of(cls, policy: Any) -> PolicyHooks:
+        """Bind the optional methods ``policy`` has."""
+        return cls(
+            act=policy.act,
+            reset=_method(policy, "reset"),
+            update=_method(policy, "update"),
+            end_episode=_method(policy, "end_episode"),
+        )
+
+
+def build_policy(policy_cfg: DictConfig, env: gym.Env) -> Any:
+    """Instantiate the ``policy`` node with the env's spaces."""
+    policy = instantiate_node(
+        policy_cfg, "policy", observation_space=env.observation_space, action_space=env.action_space
+    )
+    if not callable(getattr(policy, "act", None)):
+        raise ConfigError(
+            "policy._target_",
+            f"{policy_cfg._target_} has no act(obs) method",
+            "give the class an act(obs) method that returns an action",
+        )
+    return policy
+
+
+def _method(obj: Any, name: str) -> Callable[..., Any] | None:
+    method = getattr(obj, name, None)
+    return method if callable(method) else None

@@ -1,0 +1,63 @@
+"""A line per episode and the run's summary on stdout: the only part of rlrec that prints."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rlrec.records import EpisodeRecord, RunInfo
+
+
+class ConsoleSink:
+    """Print ``Episode 3: 24 steps, return = 24.00`` (every ``every`` episodes) and a summary."""
+
+    def __init__(self, every: int = 1) -> None:
+        self.every = max(1, int(every))
+        self._out = sys.stdout
+
+    def open(self, run: RunInfo) -> None:
+        self._run = run
+
+    def write(self, record: EpisodeRecord) -> None:
+        if record.episode % self.every:
+            return
+        video = f"  -> {record.video}" if record.video else ""
+        print(
+            f"Episode {record.episode}: {record.length} steps, "
+            f"return = {record.episode_return:.2f}{video}",
+            file=self._out,
+        )
+
+    def close(self, summary: dict[str, Any]) -> None:
+        run, ret, length = self._run, summary, summary["length"]
+        print(
+            f"\n{summary['status'].capitalize()}: {ret['n']} episodes of {run.env_id}, "
+            f"seed {run.run_seed} ({run.run_dir})",
+            file=self._out,
+        )
+        if ret["n"]:
+            print(
+                f"  return  {_pm(ret)}  95% CI {_ci(ret)}  min {ret['min']:.2f}  "
+                f"max {ret['max']:.2f}",
+                file=self._out,
+            )
+            print(
+                f"  length  {_pm(length)}  min {length['min']:.0f}  max {length['max']:.0f}",
+                file=self._out,
+            )
+        if summary.get("success_rate") is not None:
+            print(f"  success rate {summary['success_rate']:.1%}", file=self._out)
+        if summary.get("videos"):
+            print(f"  {summary['videos']} videos in {run.run_dir / 'videos'}", file=self._out)
+        self._out.flush()
+
+
+def _pm(stats: dict[str, Any]) -> str:
+    std = "n/a" if stats["std"] is None else f"{stats['std']:.2f}"
+    return f"mean {stats['mean']:.2f} ± {std}"
+
+
+def _ci(stats: dict[str, Any]) -> str:
+    if stats["ci95_low"] is None:
+        return "n/a (needs 2 episodes)"
+    return f"[{stats['ci95_low']:.2f}, {stats['ci95_high']:.2f}]"

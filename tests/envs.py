@@ -1,0 +1,27 @@
+"""Environments the tests need and Gymnasium does not ship; registered on import
+(``env.id=tests.envs:NoRgbCartPole-v0``)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import gymnasium as gym
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+
+class NoRgbCartPole(CartPoleEnv):
+    """CartPole that can only render for humans: filming it must be refused."""
+
+    metadata: ClassVar[dict] = {"render_modes": ["human"], "render_fps": 50}
+
+
+class OddFrameCartPole(CartPoleEnv):
+    """CartPole whose frames are 301x199: odd sizes must still encode."""
+
+    def __init__(self, render_mode: str | None = None) -> None:
+        super().__init__(render_mode=render_mode)
+        self.screen_width, self.screen_height = 301, 199
+
+
+gym.register("NoRgbCartPole-v0", entry_point=NoRgbCartPole, max_episode_steps=500)
+gym.register("OddFrameCartPole-v0", entry_point=OddFrameCartPole, max_episode_steps=500)

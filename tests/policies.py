@@ -1,0 +1,36 @@
+"""Policies the tests plug in by ``_target_``, as a user would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class BalancePolicy:
+    """Deterministic CartPole controller: ``int(theta + 0.5 * theta_dot > 0)``."""
+
+    def __init__(self, observation_space: Any, action_space: Any) -> None:
+        pass
+
+    def act(self, obs: np.ndarray) -> int:
+        return int(obs[2] + 0.5 * obs[3] > 0)
+
+
+class HookRecorder(BalancePolicy):
+    """Remembers every optional call the runner makes, to check them against the episodes."""
+
+    def __init__(self, observation_space: Any, action_space: Any, tag: str = "") -> None:
+        self.tag = tag
+        self.resets: list[int] = []
+        self.updates: list[dict[str, Any]] = []
+        self.ends: list[dict[str, Any]] = []
+
+    def reset(self, seed: int) -> None:
+        self.resets.append(seed)
+
+    def update(self, **step: Any) -> None:
+        self.updates.append(step)
+
+    def end_episode(self, **episode: Any) -> None:
+        self.ends.append(episode)
