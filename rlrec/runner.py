@@ -24,8 +24,9 @@ from rlrec.policies import PolicyHooks, build_policy
 from rlrec.records import EpisodeRecord, RunInfo
 from rlrec.seeding import episode_seed, policy_seed, reseed_globals
 from rlrec.sinks import Sink
-from rlrec.stats import RunningStats
+from rlrec.stats import RunTotals
 from rlrec.triggers import Trigger
+from rlrec.video import Encoder, VideoWriter
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,10 @@ class Runner:
             raise
         fps = cfg.video.fps or self.env.metadata.get("render_fps") or 30
         self.video = VideoSettings(codec, float(fps), cfg.video.name_prefix)
+        self._encoder: Encoder | None = None
         self.success_threshold = cfg.get("success_threshold")
         self.success_key = cfg.get("success_key")
+        self._success_measured = self.success_threshold is not None or self.success_key is not None
 
     def run(self) -> dict[str, Any]:
         """Run every episode, feed every sink, write ``summary.json``; return the summary."""
@@ -82,8 +85,7 @@ class Runner:
             self.episodes,
             OmegaConf.to_container(self.cfg, resolve=True),
         )
-        returns, lengths = RunningStats(), RunningStats()
-        counts = {"videos": 0, "successes": 0}
+        totals = RunTotals(success_measured=self._success_measured)
         opened: list[Sink] = []
         status = "failed"
         started = time.perf_counter()
@@ -93,10 +95,7 @@ class Runner:
                 opened.append(sink)
             for episode in range(self.episodes):
                 record = self.run_episode(episode)
-                returns.add(record.episode_return)
-                lengths.add(record.length)
-                counts["videos"] += record.video is not None
-                counts["successes"] += record.success is True
+                totals.add(record)
                 for sink in opened:
                     sink.write(record)
             status = "complete"
@@ -104,7 +103,7 @@ class Runner:
             status = "interrupted"
             raise
         finally:
-            summary = self._summary(status, returns, lengths, counts, time.perf_counter() - started)
+            summary = self._summary(status, totals, time.perf_counter() - started)
             self._close(opened, summary)
         return summary
 
@@ -164,12 +163,14 @@ class Runner:
             self._success(episode_return, info),
         )
 
-    def _start_video(self, episode: int) -> Any:
-        from rlrec.video import VideoWriter  # imports cv2: a stats-only run never pays for it
-
+    def _start_video(self, episode: int) -> VideoWriter:
+        if self._encoder is None:
+            self._encoder = Encoder()  # a process: started only if an episode is filmed
         videos = self.run_dir / VIDEOS_DIR
         videos.mkdir(parents=True, exist_ok=True)
-        return VideoWriter(videos / self.video.file_name(episode), self.video.codec, self.video.fps)
+        return self._encoder.open(
+            videos / self.video.file_name(episode), self.video.codec, self.video.fps
+        )
 
     def _success(self, episode_return: float, info: dict[str, Any]) -> bool | None:
         if self.success_threshold is not None:
@@ -178,22 +179,10 @@ class Runner:
             return bool(info.get(self.success_key, False))
         return None
 
-    def _summary(
-        self,
-        status: str,
-        returns: RunningStats,
-        lengths: RunningStats,
-        counts: dict[str, int],
-        wall_time: float,
-    ) -> dict[str, Any]:
-        ret = returns.summary()
-        measured = self.success_threshold is not None or self.success_key is not None
+    def _summary(self, status: str, totals: RunTotals, wall_time: float) -> dict[str, Any]:
         return {
             "status": status,
-            **ret,  # the statistics of the episodes' returns, at the top level
-            "length": lengths.summary(),
-            "success_rate": counts["successes"] / returns.n if measured and returns.n else None,
-            "videos": counts["videos"],
+            **totals.summary(),
             "episodes_planned": self.episodes,
             "env_id": self.cfg.env.id,
             "seed": self.seed,
@@ -211,6 +200,8 @@ class Runner:
                 log.exception("closing sink %s failed", type(sink).__name__)
                 errors.append(err)
         write_summary(self.run_dir, summary)
+        if self._encoder is not None:
+            self._encoder.shutdown()
         self.env.close()
         if errors and summary["status"] == "complete":
             raise errors[0]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import Any
+
+from rlrec.records import EpisodeRecord
 
 
 class RunningStats:
@@ -51,4 +54,31 @@ class RunningStats:
             "max": self.max,
             "ci95_low": low,
             "ci95_high": high,
+        }
+
+
+class RunTotals:
+    """What ``summary.json`` aggregates over a run's finished episodes."""
+
+    def __init__(self, success_measured: bool) -> None:
+        self.returns, self.lengths = RunningStats(), RunningStats()
+        self.videos = self.successes = 0
+        self.success_measured = success_measured
+
+    def add(self, record: EpisodeRecord) -> None:
+        """Take one finished episode into the totals."""
+        self.returns.add(record.episode_return)
+        self.lengths.add(record.length)
+        self.videos += record.video is not None
+        self.successes += record.success is True
+
+    def summary(self) -> dict[str, Any]:
+        """The returns' statistics at the top level, then lengths, success rate and videos."""
+        n = self.returns.n
+        rate = self.successes / n if self.success_measured and n else None
+        return {
+            **self.returns.summary(),
+            "length": self.lengths.summary(),
+            "success_rate": rate,
+            "videos": self.videos,
         }

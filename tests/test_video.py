@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
-import threading
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -12,8 +15,14 @@ import pytest
 from rlrec.codecs import CODECS, codec_for
 from rlrec.errors import ConfigError
 from rlrec.runner import record
-from rlrec.video import VideoWriter
+from rlrec.video import SLOTS, Encoder
 from tests.conftest import compose_config, decode
+
+
+@pytest.fixture
+def encoder():
+    with Encoder() as enc:
+        yield enc
 
 
 def _frames(n, height=120, width=160):
@@ -22,10 +31,10 @@ def _frames(n, height=120, width=160):
 
 
 @pytest.mark.parametrize("name", sorted(CODECS))
-def test_each_codec_decodes_with_frame_count_fps_and_size(tmp_path, name):
+def test_each_codec_decodes_with_frame_count_fps_and_size(tmp_path, encoder, name):
     codec = CODECS[name]
     path = tmp_path / f"eval-episode-0.{codec.extension}"
-    writer = VideoWriter(path, codec, fps=25)
+    writer = encoder.open(path, codec, fps=25)
     for frame in _frames(37):
         writer.add(frame)
     assert writer.close() == path
@@ -34,26 +43,31 @@ def test_each_codec_decodes_with_frame_count_fps_and_size(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", ["mp4v", "vp9"])
-def test_odd_frame_sizes_are_padded_not_cropped(tmp_path, name):
+def test_odd_frame_sizes_are_padded_not_cropped(tmp_path, encoder, name):
     codec = CODECS[name]
     path = tmp_path / f"v.{codec.extension}"
-    writer = VideoWriter(path, codec, fps=10)
+    writer = encoder.open(path, codec, fps=10)
     for frame in _frames(5, height=121, width=161):
         writer.add(frame)
     writer.close()
     assert decode(path) == (5, 10.0, (162, 122))
 
 
-def test_grey_and_rgba_frames_encode(tmp_path):
-    writer = VideoWriter(tmp_path / "v.mp4", CODECS["mp4v"], fps=10)
-    writer.add(np.zeros((64, 64), np.uint8))
-    writer.add(np.zeros((64, 64, 4), np.uint8))
-    writer.close()
-    assert decode(tmp_path / "v.mp4")[0] == 2
+def test_grey_rgba_and_float_frames_encode(tmp_path, encoder):
+    for name, frame in [
+        ("grey", np.zeros((64, 64), np.uint8)),
+        ("rgba", np.zeros((64, 64, 4), np.uint8)),
+        ("float", np.full((64, 64, 3), 300.0)),
+    ]:
+        writer = encoder.open(tmp_path / f"{name}.mp4", CODECS["mp4v"], fps=10)
+        writer.add(frame)
+        writer.add(frame)
+        writer.close()
+        assert decode(tmp_path / f"{name}.mp4") == (2, 10.0, (64, 64))
 
 
-def test_temporary_name_never_matches_the_final_pattern(tmp_path):
-    writer = VideoWriter(tmp_path / "eval-episode-3.mp4", CODECS["mp4v"], fps=10)
+def test_temporary_name_never_matches_the_final_pattern(tmp_path, encoder):
+    writer = encoder.open(tmp_path / "eval-episode-3.mp4", CODECS["mp4v"], fps=10)
     for frame in _frames(3):
         writer.add(frame)
     pattern = re.compile(r"^eval-episode-\d+\.mp4$")
@@ -63,45 +77,63 @@ def test_temporary_name_never_matches_the_final_pattern(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["eval-episode-3.mp4"]
 
 
-def test_abort_leaves_nothing_behind(tmp_path):
-    writer = VideoWriter(tmp_path / "eval-episode-0.mp4", CODECS["mp4v"], fps=10)
+def test_abort_leaves_nothing_behind_and_the_encoder_goes_on(tmp_path, encoder):
+    writer = encoder.open(tmp_path / "eval-episode-0.mp4", CODECS["mp4v"], fps=10)
     for frame in _frames(40):
         writer.add(frame)
     writer.abort()
     assert list(tmp_path.iterdir()) == []
+    writer = encoder.open(tmp_path / "eval-episode-1.mp4", CODECS["mp4v"], fps=10)
+    for frame in _frames(3, height=50, width=70):  # another size: a new ring
+        writer.add(frame)
+    writer.close()
+    assert decode(tmp_path / "eval-episode-1.mp4") == (3, 10.0, (70, 50))
 
 
-def test_encoder_error_reaches_the_caller_and_no_file_remains(tmp_path):
-    writer = VideoWriter(tmp_path / "missing-dir" / "v.mp4", CODECS["mp4v"], fps=10)
+def test_encoder_error_reaches_the_caller_and_no_file_remains(tmp_path, encoder):
+    writer = encoder.open(tmp_path / "missing-dir" / "v.mp4", CODECS["mp4v"], fps=10)
     with pytest.raises(OSError, match="could not open"):
         for frame in _frames(40):
             writer.add(frame)
         writer.close()
+    writer.abort()
     assert not (tmp_path / "missing-dir").exists()
 
 
-def test_memory_is_bounded_by_the_queue_not_the_episode(tmp_path):
-    """The producer may run at most QUEUE_FRAMES ahead of the encoder: frames are not kept."""
-    from rlrec import video
-
-    gate = threading.Event()
-    writer = VideoWriter(tmp_path / "v.mp4", CODECS["mp4v"], fps=10)
-    original = writer._queue.get
-
-    def slow_get(*args, **kwargs):
-        gate.wait()
-        return original(*args, **kwargs)
-
-    writer._queue.get = slow_get
-    added = []
-    producer = threading.Thread(target=lambda: [added.append(writer.add(f)) for f in _frames(60)])
-    producer.start()
-    producer.join(timeout=1.0)
-    assert producer.is_alive() and len(added) <= video.QUEUE_FRAMES + 1
-    gate.set()
-    producer.join()
+def test_the_episode_never_runs_more_than_slots_frames_ahead(tmp_path, encoder):
+    writer = encoder.open(tmp_path / "v.mp4", CODECS["mp4v"], fps=10)
+    ahead = []
+    for frame in _frames(5 * SLOTS):
+        writer.add(frame)
+        ahead.append(writer._in_flight)
+    assert max(ahead) == SLOTS  # the encoder is slower than this loop, so the ring fills
+    assert encoder._ring.shape == (SLOTS, 120, 160, 3)  # the only frame memory there is
     writer.close()
-    assert decode(tmp_path / "v.mp4")[0] == 60
+    assert decode(tmp_path / "v.mp4")[0] == 5 * SLOTS
+
+
+def test_a_killed_parent_leaves_no_file_under_a_final_name(tmp_path):
+    rings_before = set(Path("/dev/shm").glob("rlrec-frames-*"))
+    script = (
+        "import os, sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "from rlrec.codecs import CODECS\n"
+        "from rlrec.video import Encoder\n"
+        "w = Encoder().open(Path(sys.argv[1]), CODECS['mp4v'], fps=10)\n"
+        "for i in range(50):\n"
+        "    w.add(np.full((120, 160, 3), i, np.uint8))\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "eval-episode-0.mp4")], timeout=60
+    )
+    assert proc.returncode == -9
+    deadline = time.monotonic() + 10
+    while any(tmp_path.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the orphaned encoder sees its input end and cleans up
+    assert list(tmp_path.iterdir()) == []
+    time.sleep(0.2)
+    assert set(Path("/dev/shm").glob("rlrec-frames-*")) <= rings_before
 
 
 def test_unknown_codec_is_a_config_error():

@@ -5,8 +5,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from tqdm import tqdm
-
 from rlrec.records import EpisodeRecord, RunInfo
 
 
@@ -18,10 +16,12 @@ class ProgressSink:
 
     def __init__(self, force: bool = False) -> None:
         self.force = force
-        self._bar: tqdm | None = None
+        self._bar: Any = None
 
     def open(self, run: RunInfo) -> None:
         if self.force or sys.stdout.isatty():
+            from tqdm import tqdm  # only when shown: logs and sweeps never pay for the import
+
             self._bar = tqdm(total=run.episodes, unit="ep", dynamic_ncols=True, mininterval=0.2)
             self._total = 0.0
 

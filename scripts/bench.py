@@ -1,0 +1,186 @@
+"""Benchmarks: rlrec against the baselines its issues name, measured in one invocation.
+
+    python scripts/bench.py core            # issue 2: filming speed, memory, stats-only wall time
+    python scripts/bench.py core --quick    # the same without Gymnasium's 3.5 GB RecordVideo run
+
+Every figure is a whole process (a subprocess), timed from the outside; where start-up is not the
+point it is subtracted by timing a one-step run of the same command. Runs of different commands
+are interleaved and the median is reported, because this machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+PY = sys.executable
+
+
+@dataclass
+class Measured:
+    """One finished process: wall seconds and peak resident memory in MB."""
+
+    seconds: float
+    peak_mb: float
+
+
+def measure(cmd: list[str], cwd: Path = SCRIPTS, track_tree: bool = False) -> Measured:
+    """Run ``cmd`` to completion: its wall time, and its peak RSS (with ``track_tree``, that of
+    the process and its children together, sampled every 10 ms)."""
+    env = os.environ | {"SDL_VIDEODRIVER": "dummy"}
+    with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: a chatty process never blocks
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        peak_tree = _peak_tree_rss(proc.pid) if track_tree else 0.0
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            stderr.seek(0)
+            tail = stderr.read().decode(errors="replace")[-2000:]
+            raise SystemExit(f"benchmark command failed: {' '.join(cmd)}\n{tail}")
+    return Measured(seconds, max(usage.ru_maxrss / 1024, peak_tree))
+
+
+def _peak_tree_rss(pid: int) -> float:
+    """Peak of the summed RSS (MB) of ``pid`` and its children, sampled until ``pid`` exits.
+
+    ``wait4`` reports one process; rlrec's encoder is a child process, and it counts too.
+    """
+    import psutil
+
+    root, peak = psutil.Process(pid), 0.0
+    while root.status() != psutil.STATUS_ZOMBIE:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree) / 2**20)
+        except psutil.NoSuchProcess:
+            pass
+        time.sleep(0.01)
+    return peak
+
+
+def interleaved(
+    commands: dict[str, Callable[[], list[str]]], repeats: int
+) -> dict[str, list[Measured]]:
+    """Run every command ``repeats`` times, round-robin, so that load drifts hit all alike."""
+    results: dict[str, list[Measured]] = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, make in commands.items():
+            results[name].append(measure(make()))
+    return results
+
+
+def median(runs: list[Measured]) -> float:
+    return statistics.median(r.seconds for r in runs)
+
+
+def rlrec(*overrides: str) -> list[str]:
+    """``python run.py`` with its output in a fresh temporary folder."""
+    out = tempfile.mkdtemp(prefix="rlrec-bench-")
+    return [PY, str(ROOT / "run.py"), *overrides, f"hydra.run.dir={out}"]
+
+
+def baseline(*args: str) -> list[str]:
+    return [PY, str(SCRIPTS / "bench_baselines.py"), *args]
+
+
+def core(args: argparse.Namespace) -> None:
+    """Issue 2: filming 5 x 500 CartPole steps; memory of a 5,000-step film; stats-only runs."""
+    film = ["policy=custom", "policy._target_=bench_policies.Balance", "trigger=every", "seed=0"]
+    one_step = ["env.max_episode_steps=1", "episodes=1"]
+    out = tempfile.mkdtemp(prefix="gym-bench-")
+    commands = {
+        "A gymnasium RecordVideo": lambda: baseline("recordvideo", "--out", out),
+        "A start-up (1 step)": lambda: baseline(
+            "recordvideo", "--out", out, "--episodes", "1", "--max-steps", "1"
+        ),
+        "B rlrec": lambda: rlrec(*film, "episodes=5", "env.max_episode_steps=500"),
+        "B start-up (1 step)": lambda: rlrec(*film, *one_step),
+        "R render only": lambda: baseline("render"),
+        "R start-up (1 step)": lambda: baseline("render", "--episodes", "1", "--max-steps", "1"),
+    }
+    runs = interleaved(commands, args.repeats)
+    loop = {
+        k[0]: median(runs[k]) - median(runs[f"{k[0]} start-up (1 step)"])
+        for k in runs
+        if "start-up" not in k
+    }
+    print(
+        f"\nFilming 5 CartPole episodes x 500 steps, every episode, mp4v "
+        f"(median of {args.repeats}, start-up subtracted):"
+    )
+    for name in ("A gymnasium RecordVideo", "B rlrec", "R render only"):
+        print(f"  {name:26s} {loop[name[0]]:7.2f} s   (whole process {median(runs[name]):.2f} s)")
+    print(f"  A / B = {loop['A'] / loop['B']:.2f}x   (target >= 2x: rlrec faster than Gymnasium)")
+    print(f"  B / R = {loop['B'] / loop['R']:.2f}x   (target <= 1.25x of rendering alone)")
+
+    print("\nMemory, one 5,000-step filmed episode (peak RSS of the whole process):")
+    long = [
+        "policy=custom",
+        "policy._target_=bench_policies.BalanceLong",
+        "episodes=1",
+        "env.max_episode_steps=5000",
+    ]
+    b_mem = measure(rlrec(*long), track_tree=True)
+    print(f"  B rlrec                    {b_mem.peak_mb:7.0f} MB  (target < 200 MB)")
+    if not args.quick:
+        a_mem = measure(
+            track_tree=True,
+            cmd=baseline(
+                "recordvideo",
+                "--out",
+                out,
+                "--episodes",
+                "1",
+                "--max-steps",
+                "5000",
+                "--policy",
+                "balance_long",
+            ),
+        )
+        print(f"  A gymnasium RecordVideo    {a_mem.peak_mb:7.0f} MB  ({a_mem.seconds:.1f} s)")
+        print(f"  A / B = {a_mem.peak_mb / b_mem.peak_mb:.1f}x the memory")
+
+    stats = {
+        "guide loop + RecordEpisodeStatistics": lambda: baseline("guide", "--episodes", "10000"),
+        "the same + the contract's seeding": lambda: baseline(
+            "guide", "--episodes", "10000", "--contract-seeds"
+        ),
+        "rlrec trigger=never": lambda: rlrec("trigger=never", "episodes=10000"),
+    }
+    runs = interleaved(stats, args.stats_repeats)
+    guide, seeded, ours = (median(runs[k]) for k in stats)
+    print(
+        f"\nStats only, 10,000 random CartPole episodes, whole process incl. start-up "
+        f"(median of {args.stats_repeats}):"
+    )
+    for name in stats:
+        print(f"  {name:38s} {median(runs[name]):6.2f} s")
+    print(f"  rlrec / guide = {ours / guide:.2f}x   (target <= 1.25x)")
+    print(
+        f"  rlrec / seeded guide = {ours / seeded:.2f}x   (rlrec's own cost: Hydra, Parquet, ...)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("suite", choices=["core"])
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each filming command")
+    parser.add_argument("--stats-repeats", type=int, default=5, help="runs of each stats command")
+    parser.add_argument("--quick", action="store_true", help="skip Gymnasium's 3.5 GB memory run")
+    args = parser.parse_args()
+    {"core": core}[args.suite](args)
+
+
+if __name__ == "__main__":
+    main()

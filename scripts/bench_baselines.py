@@ -1,0 +1,115 @@
+"""The baselines ``scripts/bench.py`` measures rlrec against, each run as a whole process.
+
+    python scripts/bench_baselines.py recordvideo --episodes 5 --max-steps 500 --out DIR
+    python scripts/bench_baselines.py render --episodes 5 --max-steps 500
+    python scripts/bench_baselines.py guide --episodes 10000
+
+``recordvideo``: Gymnasium's RecordVideo + RecordEpisodeStatistics filming every episode (moviepy).
+``render``: the same loop calling ``env.render()`` and dropping the frame: the floor for a recorder.
+``guide``: the "Recording Agents" guide's training loop with RecordEpisodeStatistics (random
+policy, each episode logged), without RecordVideo: what ``trigger=never`` replaces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import gymnasium as gym
+import numpy as np
+from bench_policies import balance, balance_long
+from gymnasium.wrappers import RecordEpisodeStatistics, RecordVideo
+
+POLICIES = {"balance": balance, "balance_long": balance_long}
+
+
+def recordvideo(args: argparse.Namespace) -> None:
+    env = gym.make("CartPole-v1", render_mode="rgb_array", max_episode_steps=args.max_steps)
+    env = RecordVideo(
+        env, video_folder=args.out, name_prefix="eval", episode_trigger=lambda _: True
+    )
+    env = RecordEpisodeStatistics(env, buffer_length=args.episodes)
+    act = POLICIES[args.policy]
+    for seed in range(args.episodes):
+        obs, _ = env.reset(seed=seed)
+        done = False
+        while not done:
+            obs, _, terminated, truncated, _ = env.step(act(obs))
+            done = terminated or truncated
+    env.close()
+    print("lengths", list(env.length_queue))
+
+
+def render(args: argparse.Namespace) -> None:
+    env = gym.make("CartPole-v1", render_mode="rgb_array", max_episode_steps=args.max_steps)
+    act = POLICIES[args.policy]
+    lengths = []
+    for seed in range(args.episodes):
+        obs, _ = env.reset(seed=seed)
+        env.render()
+        done, length = False, 0
+        while not done:
+            obs, _, terminated, truncated, _ = env.step(act(obs))
+            env.render()
+            length += 1
+            done = terminated or truncated
+        lengths.append(length)
+    env.close()
+    print("lengths", lengths)
+
+
+def guide(args: argparse.Namespace) -> None:
+    """The guide's training loop (10,000 episodes, statistics logged per episode) without video."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    env = RecordEpisodeStatistics(gym.make("CartPole-v1"))
+    for episode_num in range(args.episodes):
+        if args.contract_seeds:  # what rlrec must do per episode: ss(0, i) and ss(0, i, 1)
+            env.action_space.seed(_ss(0, episode_num, 1))
+            env.reset(seed=_ss(0, episode_num))
+        else:
+            env.reset()
+        episode_over = False
+        while not episode_over:
+            action = env.action_space.sample()
+            _, _, terminated, truncated, info = env.step(action)
+            episode_over = terminated or truncated
+        if "episode" in info:
+            episode_data = info["episode"]
+            logging.info(
+                f"Episode {episode_num}: reward={episode_data['r']:.1f}, "
+                f"length={episode_data['l']}, time={episode_data['t']:.2f}s"
+            )
+            if episode_num % 1000 == 0:
+                recent_rewards = list(env.return_queue)[-100:]
+                print(f"  -> Average over last 100 episodes: {np.mean(recent_rewards):.1f}")
+    env.close()
+
+
+def _ss(*keys: int) -> int:
+    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("baseline", choices=["recordvideo", "render", "guide"])
+    parser.add_argument("--episodes", type=int, default=5)
+    parser.add_argument("--max-steps", type=int, default=500)
+    parser.add_argument("--policy", choices=sorted(POLICIES), default="balance")
+    parser.add_argument("--out", default="bench-videos")
+    parser.add_argument(
+        "--contract-seeds",
+        action="store_true",
+        help="guide: reseed each episode as the rlrec contract does",
+    )
+    args = parser.parse_args()
+    {"recordvideo": recordvideo, "render": render, "guide": guide}[args.baseline](args)
+
+
+if __name__ == "__main__":
+    main()

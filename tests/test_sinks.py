@@ -1,0 +1,70 @@
+"""The console and progress sinks, on the streams a user would see."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+
+from rlrec.records import EpisodeRecord, RunInfo
+from rlrec.sinks.console import ConsoleSink
+from rlrec.sinks.progress import ProgressSink
+from rlrec.stats import RunningStats
+
+
+def _run(tmp_path, episodes=3):
+    return RunInfo(tmp_path, "CartPole-v1", 0, 0, episodes, {})
+
+
+def _summary(returns):
+    stats = RunningStats()
+    for r in returns:
+        stats.add(r)
+    return {
+        "status": "complete",
+        **stats.summary(),
+        "length": stats.summary(),
+        "success_rate": None,
+        "videos": 0,
+    }
+
+
+def test_console_prints_every_nth_episode_and_the_summary(tmp_path, monkeypatch):
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    sink = ConsoleSink(every=2)
+    sink.open(_run(tmp_path, 5))
+    for i in range(5):
+        sink.write(EpisodeRecord(i, 0, 10.0 + i, 10 + i, 0.1, True, False))
+    sink.close(_summary([10.0, 11.0, 12.0, 13.0, 14.0]))
+    text = out.getvalue()
+    assert [line.split(":")[0] for line in text.splitlines() if line.startswith("Episode")] == [
+        "Episode 0",
+        "Episode 2",
+        "Episode 4",
+    ]
+    assert "Episode 2: 12 steps, return = 12.00" in text
+    assert "mean 12.00 ± 1.58" in text and "95% CI [10.04, 13.96]" in text
+    assert "success rate" not in text
+
+
+def test_console_summary_of_one_episode_says_why_there_is_no_interval(tmp_path, monkeypatch):
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    sink = ConsoleSink()
+    sink.open(_run(tmp_path, 1))
+    sink.write(EpisodeRecord(0, 0, 5.0, 5, 0.1, True, False))
+    sink.close(_summary([5.0]) | {"success_rate": 1.0})
+    assert "n/a" in out.getvalue() and "success rate 100.0%" in out.getvalue()
+
+
+@pytest.mark.parametrize(("force", "shown"), [(False, False), (True, True)])
+def test_progress_bar_only_on_a_terminal_unless_forced(tmp_path, capsys, force, shown):
+    sink = ProgressSink(force=force)  # under pytest stdout is not a terminal
+    sink.open(_run(tmp_path, 3))
+    for i in range(3):
+        sink.write(EpisodeRecord(i, 0, 1.0, 1, 0.1, True, False))
+    sink.close({"status": "complete"})
+    err = capsys.readouterr().err
+    assert ("3/3" in err) is shown
