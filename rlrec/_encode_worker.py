@@ -85,35 +85,41 @@ def main() -> None:
     video: Video | None = None
     ring: str | None = None
     failed = False
-    for raw in sys.stdin.buffer:
-        command, _, arg = raw.decode().rstrip("\n").partition(" ")
-        try:
-            if command == "frame":
-                if video is not None and not failed:
-                    video.write(int(arg))
-                reply("ok")
-            elif command == "open":
-                failed = False
-                spec = json.loads(arg)
-                ring = spec["shm"]
-                video = Video(spec)
-            elif command in ("close", "abort"):
-                if video is not None:
-                    video.finish(keep=command == "close" and not failed)
-                video = None
-                reply("closed" if command == "close" else "aborted")
-        except Exception as err:  # reported to the parent, which raises it in the run
-            failed = True
-            reply(f"error {type(err).__name__}: {' '.join(str(err).split())}")
-            if command == "frame":
-                reply("ok")
-            elif command in ("close", "abort"):
-                video = None
-                reply("closed" if command == "close" else "aborted")
-    if video is not None:  # the parent is gone: nothing under a final name
-        video.finish(keep=False)
-    if ring is not None:  # the parent removes it too; a killed parent cannot
-        Path(ring).unlink(missing_ok=True)
+    try:
+        for raw in sys.stdin.buffer:
+            command, _, arg = raw.decode().rstrip("\n").partition(" ")
+            try:
+                if command == "frame":
+                    if video is not None and not failed:
+                        video.write(int(arg))
+                    reply("ok")
+                elif command == "open":
+                    failed = False
+                    spec = json.loads(arg)
+                    ring = spec["shm"]
+                    video = Video(spec)
+                elif command in ("close", "abort"):
+                    if video is not None:
+                        video.finish(keep=command == "close" and not failed)
+                    video = None
+                    reply("closed" if command == "close" else "aborted")
+            except (BrokenPipeError, KeyboardInterrupt):
+                raise
+            except Exception as err:  # reported to the parent, which raises it in the run
+                failed = True
+                reply(f"error {type(err).__name__}: {' '.join(str(err).split())}")
+                if command == "frame":
+                    reply("ok")
+                elif command in ("close", "abort"):
+                    video = None
+                    reply("closed" if command == "close" else "aborted")
+    except BrokenPipeError:
+        pass  # the parent is gone
+    finally:  # input ended: a normal shutdown, or the parent died mid-video
+        if video is not None:
+            video.finish(keep=False)  # nothing under a final name
+        if ring is not None:  # the parent removes it too; a killed parent cannot
+            Path(ring).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
