@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import sys
 import tempfile
@@ -70,21 +69,6 @@ class CheckOutputDir(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.sweep.dir")
 
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """A sweep with a failed job exits non-zero (each job records its own failure)."""
-        sweep = Path(config.hydra.sweep.dir)
-        failed = []
-        for summary in sorted(sweep.glob("*/summary.json")):
-            status = json.loads(summary.read_text()).get("status")
-            if status != "complete":
-                failed.append(f"{summary.parent.name} ({status})")
-        if failed:
-            print(
-                f"rlrec: {len(failed)} job(s) did not complete: {', '.join(failed)}",
-                file=sys.stderr,
-            )
-            sys.exit(1)
-
     @staticmethod
     def _check(config: DictConfig, key: str) -> None:
         try:
@@ -92,3 +76,25 @@ class CheckOutputDir(Callback):
         except ConfigError as err:
             print(f"rlrec: error: {err}", file=sys.stderr)
             sys.exit(err.exit_code)
+
+
+class SummarizeSweep(Callback):
+    """At the end of a sweep: ``summary.parquet``, ``groups.parquet``, ``summary.md`` and
+    ``learning_curves.png`` at its root, the groups on the console, and a non-zero exit if any
+    job failed (each job records its own failure, so the others and this summary still run)."""
+
+    def __init__(self, window: int = 100, plot: bool = True) -> None:
+        self.window, self.plot = window, plot
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from rlrec.sweep import summarize_sweep  # scipy, matplotlib: only when a sweep ends
+
+        summary = summarize_sweep(Path(config.hydra.sweep.dir), self.window, self.plot)
+        print(summary.markdown)
+        if summary.failed:
+            print(
+                f"rlrec: {len(summary.failed)} job(s) did not complete: "
+                f"{', '.join(map(str, summary.failed))}",
+                file=sys.stderr,
+            )
+            sys.exit(1)

@@ -2,6 +2,7 @@
 
     python scripts/bench.py core            # issue 2: filming speed, memory, stats-only wall time
     python scripts/bench.py core --quick    # the same without Gymnasium's 3.5 GB RecordVideo run
+    python scripts/bench.py sweep           # issue 5: a 20-job sweep, basic vs joblib launcher
 
 Every figure is a whole process (a subprocess), timed from the outside; where start-up is not the
 point it is subtracted by timing a one-step run of the same command. Runs of different commands
@@ -90,6 +91,12 @@ def rlrec(*overrides: str) -> list[str]:
     return [PY, str(ROOT / "run.py"), *overrides, f"hydra.run.dir={out}"]
 
 
+def rlrec_sweep(*overrides: str) -> tuple[list[str], Path]:
+    """``python run.py -m`` with its sweep folder in a fresh temporary folder."""
+    out = Path(tempfile.mkdtemp(prefix="rlrec-sweep-")) / "sweep"
+    return [PY, str(ROOT / "run.py"), "-m", *overrides, f"hydra.sweep.dir={out}"], out
+
+
 def baseline(*args: str) -> list[str]:
     return [PY, str(SCRIPTS / "bench_baselines.py"), *args]
 
@@ -172,14 +179,50 @@ def core(args: argparse.Namespace) -> None:
     )
 
 
+def sweep(args: argparse.Namespace) -> None:
+    """Issue 5: a 20-job sweep of 200-episode stats-only runs; what the summary costs."""
+    from rlrec.sweep import summarize_sweep
+
+    grid = ["seed=range(0,20)", "trigger=never", "episodes=200", "sinks=[parquet]"]
+    launchers = {
+        "basic launcher": [],
+        "joblib, 2 workers": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+    }
+    times: dict[str, list[float]] = {name: [] for name in launchers}
+    last: Path | None = None
+    for _ in range(args.repeats):
+        for name, extra in launchers.items():
+            cmd, last = rlrec_sweep(*extra, *grid)
+            times[name].append(measure(cmd).seconds)
+    print(
+        f"\nSweep of 20 jobs x 200 random CartPole episodes, stats only, whole process "
+        f"(median of {args.repeats}):"
+    )
+    basic = statistics.median(times["basic launcher"])
+    for name, runs in times.items():
+        t = statistics.median(runs)
+        print(f"  {name:20s} {t:6.2f} s   ({basic / t:.2f}x the basic launcher's speed)")
+    in_process = []
+    for _ in range(3):
+        start = time.perf_counter()
+        summarize_sweep(last)
+        in_process.append(time.perf_counter() - start)
+    script = measure([PY, str(SCRIPTS / "summarize.py"), str(last)]).seconds
+    print(
+        f"  the summary itself: {statistics.median(in_process):.2f} s in process "
+        f"(reading 4,000 episodes, bootstrap, plot); scripts/summarize.py whole process "
+        f"{script:.2f} s"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("suite", choices=["core"])
+    parser.add_argument("suite", choices=["core", "sweep"])
     parser.add_argument("--repeats", type=int, default=3, help="runs of each filming command")
     parser.add_argument("--stats-repeats", type=int, default=5, help="runs of each stats command")
     parser.add_argument("--quick", action="store_true", help="skip Gymnasium's 3.5 GB memory run")
     args = parser.parse_args()
-    {"core": core}[args.suite](args)
+    {"core": core, "sweep": sweep}[args.suite](args)
 
 
 if __name__ == "__main__":

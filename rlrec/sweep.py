@@ -1,0 +1,349 @@
+"""Summaries across runs: one row per job, one row per combination of the non-seed overrides.
+
+The statistics across seeds follow rliable (Agarwal et al., 2021): the interquartile mean of the
+runs' mean returns and 95% percentile-bootstrap intervals, here with a fixed bootstrap seed so that
+the same sweep always gives the same summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from scipy import stats
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.parquet"
+GROUPS_FILE = "groups.parquet"
+MARKDOWN_FILE = "summary.md"
+CURVES_FILE = "learning_curves.png"
+BOOTSTRAP_SEED = 0
+BOOTSTRAP_RESAMPLES = 10_000
+SEED_KEY = "seed"
+
+
+@dataclass
+class Job:
+    """One run of a sweep: its folder, its overrides (typed) and how it ended."""
+
+    dir: Path
+    job: int
+    overrides: dict[str, Any]
+    status: str
+    error: str | None = None
+    returns: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+
+@dataclass
+class SweepSummary:
+    """What ``summarize_sweep`` computed and wrote."""
+
+    dir: Path
+    jobs: pa.Table
+    groups: pa.Table
+    markdown: str
+
+    @property
+    def failed(self) -> list[int]:
+        """The jobs that did not complete."""
+        return [row["job"] for row in self.jobs.to_pylist() if row["status"] != "complete"]
+
+
+def find_jobs(sweep_dir: Path) -> list[Job]:
+    """The runs under ``sweep_dir`` (folders with a ``.hydra/overrides.yaml``), in job order."""
+    jobs = []
+    for overrides_file in sweep_dir.glob("*/.hydra/overrides.yaml"):
+        run_dir = overrides_file.parent.parent
+        summary_file = run_dir / "summary.json"
+        summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+        job = summary.get("job", int(run_dir.name) if run_dir.name.isdigit() else len(jobs))
+        jobs.append(
+            Job(
+                run_dir,
+                int(job),
+                parse_overrides(overrides_file),
+                summary.get("status", "missing"),
+                summary.get("error"),
+            )
+        )
+    return sorted(jobs, key=lambda j: j.job)
+
+
+def parse_overrides(overrides_file: Path) -> dict[str, Any]:
+    """A job's task overrides as ``{key: typed value}``, parsed as Hydra parses them."""
+    lines = yaml.safe_load(overrides_file.read_text()) or []
+    parsed = OverridesParser.create().parse_overrides(lines)
+    return {o.key_or_group: _plain(o.value()) for o in parsed}
+
+
+def summarize_sweep(sweep_dir: Path | str, window: int = 100, plot: bool = True) -> SweepSummary:
+    """Read every job's episodes and write ``summary.parquet``, ``groups.parquet``,
+    ``summary.md`` and (with ``plot``) ``learning_curves.png`` at the sweep root."""
+    sweep_dir = Path(sweep_dir)
+    jobs = find_jobs(sweep_dir)
+    _attach_returns(jobs)
+    keys = sorted({k for job in jobs for k in job.overrides})
+    group_keys = [k for k in keys if k != SEED_KEY]
+    job_table = _typed_table([_job_row(job, keys, window) for job in jobs])
+    groups = _group(jobs, group_keys)
+    group_table = _typed_table([_group_row(key, members, group_keys) for key, members in groups])
+    varying = [k for k in group_keys if len({_key(j.overrides.get(k)) for j in jobs}) > 1]
+    fixed = {k: jobs[0].overrides.get(k) for k in group_keys if k not in varying}
+    markdown = _markdown(sweep_dir, group_table, varying, fixed, job_table)
+    _write_parquet(job_table, sweep_dir / SUMMARY_FILE)
+    _write_parquet(group_table, sweep_dir / GROUPS_FILE)
+    (sweep_dir / MARKDOWN_FILE).write_text(markdown)
+    if plot:
+        plot_learning_curves(groups, group_keys, varying, window, sweep_dir / CURVES_FILE)
+    return SweepSummary(sweep_dir, job_table, group_table, markdown)
+
+
+def _attach_returns(jobs: list[Job]) -> None:
+    """Every job's returns in episode order, read as one Parquet dataset."""
+    files = [
+        str(job.dir / "episodes.parquet") for job in jobs if (job.dir / "episodes.parquet").exists()
+    ]
+    if not files:
+        return
+    table = ds.dataset(files, format="parquet").to_table(columns=["job", "episode", "return"])
+    table = table.sort_by([("job", "ascending"), ("episode", "ascending")])
+    job_ids = table["job"].to_numpy()
+    returns = table["return"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, job_ids[1:] != job_ids[:-1]])
+    by_job = dict(zip(job_ids[starts].tolist(), np.split(returns, starts[1:]), strict=True))
+    for job in jobs:
+        job.returns = by_job.get(job.job, np.empty(0))
+
+
+def _job_row(job: Job, keys: list[str], window: int) -> dict[str, Any]:
+    r = job.returns
+    n = len(r)
+    return {
+        "job": job.job,
+        **{k: job.overrides.get(k) for k in keys},
+        "status": job.status,
+        "error": job.error,
+        "n_episodes": n,
+        "mean": float(r.mean()) if n else None,
+        "std": float(r.std(ddof=1)) if n >= 2 else None,
+        "iqm": iqm(r) if n else None,
+        "min": float(r.min()) if n else None,
+        "max": float(r.max()) if n else None,
+        "mean_last": float(r[-window:].mean()) if n else None,
+        "window": window,
+    }
+
+
+def _group(jobs: list[Job], group_keys: list[str]) -> list[tuple[tuple[Any, ...], list[Job]]]:
+    """Jobs by their non-seed override values, in order of first appearance."""
+    groups: dict[str, tuple[tuple[Any, ...], list[Job]]] = {}
+    for job in jobs:
+        values = tuple(job.overrides.get(k) for k in group_keys)
+        groups.setdefault(_key(values), (values, []))[1].append(job)
+    return list(groups.values())
+
+
+def _group_row(
+    values: tuple[Any, ...], members: list[Job], group_keys: list[str]
+) -> dict[str, Any]:
+    complete = [j for j in members if j.status == "complete" and len(j.returns)]
+    means = np.array([j.returns.mean() for j in complete])
+    row: dict[str, Any] = dict(zip(group_keys, values, strict=True))
+    row |= {
+        "n_seeds": len(complete),
+        "n_failed": len(members) - len(complete),
+        "seeds": [j.overrides.get(SEED_KEY) for j in complete],
+        "jobs": [j.job for j in complete],
+        "mean": float(means.mean()) if len(means) else None,
+        "iqm": iqm(means) if len(means) else None,
+    }
+    for name, statistic in (("mean", np.mean), ("iqm", _iqm_along)):
+        low, high = bootstrap_ci(means, statistic)
+        row[f"{name}_ci95_low"], row[f"{name}_ci95_high"] = low, high
+    return row
+
+
+def iqm(values: np.ndarray) -> float:
+    """Interquartile mean: the mean of the middle 50% (``scipy.stats.trim_mean(x, 0.25)``)."""
+    return float(stats.trim_mean(values, 0.25))
+
+
+def _iqm_along(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    return stats.trim_mean(values, 0.25, axis=axis)
+
+
+def bootstrap_ci(values: np.ndarray, statistic: Any) -> tuple[float | None, float | None]:
+    """95% percentile-bootstrap interval of ``statistic`` with a fixed seed; None below 2 values."""
+    if len(values) < 2:
+        return None, None
+    result = stats.bootstrap(
+        (values,),
+        statistic,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        confidence_level=0.95,
+        method="percentile",
+        rng=np.random.default_rng(BOOTSTRAP_SEED),
+    )
+    low, high = result.confidence_interval
+    return float(low), float(high)
+
+
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over the last ``window`` values (fewer at the start)."""
+    totals = np.concatenate([[0.0], np.cumsum(values, dtype=float)])
+    end = np.arange(1, len(values) + 1)
+    start = np.maximum(0, end - window)
+    return (totals[end] - totals[start]) / (end - start)
+
+
+def plot_learning_curves(
+    groups: list[tuple[tuple[Any, ...], list[Job]]],
+    group_keys: list[str],
+    shown: list[str],
+    window: int,
+    path: Path,
+) -> None:
+    """Per group, the across-seed mean of each run's moving-average return, with a 95% band;
+    ``shown`` are the override keys that name a group in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for values, members in groups:
+        runs = [j.returns for j in members if j.status == "complete" and len(j.returns)]
+        if not runs:
+            continue
+        length = min(len(r) for r in runs)  # runs of one group have one length unless cut short
+        curves = np.array([moving_average(r[:length], window) for r in runs])
+        named = dict(zip(group_keys, values, strict=True))
+        label = ", ".join(f"{k}={named[k]}" for k in shown) or "all runs"
+        mean = curves.mean(axis=0)
+        x = np.arange(length)
+        (line,) = ax.plot(x, mean, label=f"{label} (n={len(runs)})")
+        if len(runs) >= 2:
+            half = stats.t.ppf(0.975, len(runs) - 1) * stats.sem(curves, axis=0)
+            ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("episode")
+    ax.set_ylabel(f"return, moving average over {window} episodes")
+    ax.set_title("Learning curves: mean across seeds, 95% t-interval band")
+    ax.grid(True, alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.partial.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _markdown(
+    sweep_dir: Path, groups: pa.Table, varying: list[str], fixed: dict[str, Any], jobs: pa.Table
+) -> str:
+    """The groups as a Markdown table (the overrides that differ between groups as columns)."""
+    header = [*varying, "seeds", "mean return", "95% CI", "IQM", "95% CI"]
+    lines = [f"# Sweep summary: {sweep_dir}", ""]
+    if fixed:
+        lines += ["Every job: " + ", ".join(f"`{k}={v}`" for k, v in fixed.items()), ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in groups.to_pylist():
+        cells = [str(row[k]) for k in varying]
+        cells += [
+            str(row["n_seeds"]),
+            _num(row["mean"]),
+            _interval(row["mean_ci95_low"], row["mean_ci95_high"]),
+            _num(row["iqm"]),
+            _interval(row["iqm_ci95_low"], row["iqm_ci95_high"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Intervals: 95% percentile bootstrap over the seeds' mean returns "
+        f"({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}); IQM: interquartile mean.",
+    ]
+    failed = [r for r in jobs.to_pylist() if r["status"] != "complete"]
+    if failed:
+        lines += ["", f"{len(failed)} job(s) did not complete:"]
+        lines += [
+            f"- job {r['job']} ({r['status']}): {r['error'] or 'no error recorded'}" for r in failed
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    return "n/a (1 seed)" if low is None else f"[{low:.2f}, {high:.2f}]"
+
+
+def _plain(value: Any) -> Any:
+    """Hydra override values to what a Parquet column can hold (lists and dicts as JSON)."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, default=str)
+    return value
+
+
+def _typed_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows to a table; a column whose values mix types (other than int and float) becomes text."""
+    if not rows:
+        return pa.table({})
+    columns = {}
+    for name in rows[0]:
+        values = [row[name] for row in rows]
+        kinds = {type(v) for v in values if v is not None}
+        if len(kinds) > 1 and not kinds <= {int, float}:
+            values = [None if v is None else str(v) for v in values]
+        columns[name] = pa.array(values)
+    return pa.table(columns)
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def summarize_path(path: Path | str, window: int = 100) -> list[SweepSummary]:
+    """Summarize whatever ``path`` holds: a sweep, or a folder of sweeps (searched recursively).
+
+    A single run is summarized as a sweep of one job, printed but not written: the contract keeps
+    a run directory's own Parquet files to ``episodes.parquet``.
+    """
+    path = Path(path)
+    if (path / ".hydra" / "overrides.yaml").exists():
+        return [_summarize_run(path, window)]
+    sweeps = sorted({p.parent.parent.parent for p in path.glob("**/.hydra/overrides.yaml")})
+    return [summarize_sweep(sweep, window) for sweep in sweeps]
+
+
+def _summarize_run(run_dir: Path, window: int) -> SweepSummary:
+    jobs = [job for job in find_jobs(run_dir.parent) if job.dir == run_dir]
+    _attach_returns(jobs)
+    keys = sorted(jobs[0].overrides)
+    table = _typed_table([_job_row(job, keys, window) for job in jobs])
+    row = table.to_pylist()[0]
+    markdown = (
+        f"# Run summary: {run_dir}\n\nstatus {row['status']}, {row['n_episodes']} episodes: "
+        f"mean return {_num(row['mean'])} (std {_num(row['std'])}), IQM {_num(row['iqm'])}, "
+        f"min {_num(row['min'])}, max {_num(row['max'])}, "
+        f"mean of the last {window} {_num(row['mean_last'])}\n"
+    )
+    return SweepSummary(run_dir, table, pa.table({}), markdown)
