@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,9 @@ class EpisodeRecord:
     truncated: bool
     video: str | None = None
     success: bool | None = None
+    video_reason: str | None = None
+    obs_digest: str = ""
+    actions: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ EPISODE_SCHEMA = pa.schema(
         pa.field("truncated", pa.bool_(), nullable=False),
         pa.field("video", pa.string()),
         pa.field("success", pa.bool_()),
+        pa.field("video_reason", pa.string()),
+        pa.field("obs_digest", pa.string(), nullable=False),
         pa.field("env_id", pa.string(), nullable=False),
         pa.field("run_seed", pa.int64(), nullable=False),
         pa.field("job", pa.int64(), nullable=False),
@@ -66,6 +71,8 @@ RECORD_COLUMNS = (
     "truncated",
     "video",
     "success",
+    "video_reason",
+    "obs_digest",
 )
 
 #: Key of the resolved run config (JSON) in the Parquet file's key-value metadata.

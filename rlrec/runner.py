@@ -22,6 +22,7 @@ from rlrec.config import instantiate_node, validate
 from rlrec.envs import make_env
 from rlrec.policies import PolicyHooks, build_policy
 from rlrec.records import EpisodeRecord, RunInfo
+from rlrec.replay import ObsDigest, replay
 from rlrec.seeding import episode_seed, policy_seed, reseed_globals
 from rlrec.sinks import Sink
 from rlrec.stats import RunTotals
@@ -57,7 +58,15 @@ class Runner:
         self.episodes: int = cfg.episodes
         self.trigger: Trigger = instantiate_node(cfg.trigger, "trigger")
         codec = codec_for(cfg.video.codec)
-        self.env: gym.Env = make_env(cfg.env, render=self.trigger.films)
+        self._encoder: Encoder | None = None
+        if self.trigger.films:  # a process: it imports OpenCV while the env and policy are built
+            self._encoder = Encoder()
+            self._encoder.start()
+        try:
+            self.env: gym.Env = make_env(cfg.env, render=self.trigger.films)
+        except BaseException:
+            self._stop_encoder()
+            raise
         try:
             self.policy = build_policy(cfg.policy, self.env)
             self.hooks = PolicyHooks.of(self.policy)
@@ -66,10 +75,16 @@ class Runner:
             ]
         except BaseException:
             self.env.close()
+            self._stop_encoder()
             raise
         fps = cfg.video.fps or self.env.metadata.get("render_fps") or 30
         self.video = VideoSettings(codec, float(fps), cfg.video.name_prefix)
-        self._encoder: Encoder | None = None
+        self._replay_env: gym.Env | None = None
+        # A trigger that decides afterwards films by replay, or (method=buffer, or auto once an
+        # episode did not replay exactly) films every episode to a temporary file.
+        self._buffering = (
+            self.trigger.decides_after and getattr(self.trigger, "method", "") == "buffer"
+        )
         self.success_threshold = cfg.get("success_threshold")
         self.success_key = cfg.get("success_key")
         self._success_measured = self.success_threshold is not None or self.success_key is not None
@@ -113,10 +128,16 @@ class Runner:
         hooks = self.hooks
         if hooks.reset is not None:
             hooks.reset(policy_seed(self.seed, episode))
-        env = self.env
+        env, trigger = self.env, self.trigger
         obs, info = env.reset(seed=seed)
-        writer = self._start_video(episode) if self.trigger(episode) else None
+        live = trigger(episode)
+        buffered = not live and self._buffering and not trigger.exhausted
+        writer = self._start_video(episode) if live or buffered else None
         step, act, update, render = env.step, hooks.act, hooks.update, env.render
+        digest = ObsDigest()
+        observe, actions = digest.update, []
+        remember = actions.append
+        observe(obs)
         episode_return, length = 0.0, 0
         started = time.perf_counter()
         try:
@@ -124,7 +145,9 @@ class Runner:
                 writer.add(render())
             while True:
                 action = act(obs)
+                remember(action)
                 next_obs, reward, terminated, truncated, info = step(action)
+                observe(next_obs)
                 episode_return += float(reward)
                 length += 1
                 if update is not None:
@@ -141,17 +164,14 @@ class Runner:
                 if terminated or truncated:
                     break
                 obs = next_obs
-            duration = time.perf_counter() - started
-            video = None
-            if writer is not None:
-                video = writer.close().relative_to(self.run_dir).as_posix()
         except BaseException:
             if writer is not None:
                 writer.abort()  # never leave a half-written file under a final name
             raise
+        duration = time.perf_counter() - started
         if hooks.end_episode is not None:
             hooks.end_episode(episode=episode, episode_return=episode_return, length=length)
-        return EpisodeRecord(
+        record = EpisodeRecord(
             episode,
             seed,
             episode_return,
@@ -159,13 +179,66 @@ class Runner:
             duration,
             bool(terminated),
             bool(truncated),
-            video,
+            None,
             self._success(episode_return, info),
+            None,
+            digest.hexdigest(),
+            actions,
         )
+        self._settle_video(record, writer, live)
+        return record
+
+    def _settle_video(self, record: EpisodeRecord, writer: VideoWriter | None, live: bool) -> None:
+        """Keep, drop or (for a trigger that decides afterwards) make the episode's video."""
+        trigger = self.trigger
+        chosen = live or (
+            trigger.decides_after and trigger.after_episode(record.episode, record.episode_return)
+        )
+        try:
+            if writer is not None and chosen:
+                record.video, record.video_reason = self._relative(writer.close()), trigger.reason
+            elif writer is not None:
+                writer.abort()  # filmed in case the trigger chose it; it did not
+            elif chosen:
+                self._film_by_replay(record)
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+
+    def _film_by_replay(self, record: EpisodeRecord) -> None:
+        """Film a finished episode by replaying it; keep the film only if it is that episode."""
+        if self._replay_env is None:  # a second env: replays never disturb the running one
+            self._replay_env = make_env(self.cfg.env, render=True)
+        writer = self._start_video(record.episode)
+        try:
+            digest = replay(self._replay_env, record.seed, record.actions, writer.add)
+        except BaseException:
+            writer.abort()
+            raise
+        if digest == record.obs_digest:
+            record.video, record.video_reason = self._relative(writer.close()), self.trigger.reason
+            return
+        writer.abort()
+        record.video_reason = "replay_mismatch"
+        fallback = self.trigger.method == "auto"
+        log.warning(
+            "episode %d of %s did not replay exactly, so it has no video%s",
+            record.episode,
+            self.cfg.env.id,
+            "; filming every later episode to a temporary file instead" if fallback else "",
+        )
+        self._buffering = self._buffering or fallback
+
+    def _stop_encoder(self) -> None:
+        if self._encoder is not None:
+            self._encoder.shutdown()
+            self._encoder = None
+
+    def _relative(self, path: Path) -> str:
+        return path.relative_to(self.run_dir).as_posix()
 
     def _start_video(self, episode: int) -> VideoWriter:
-        if self._encoder is None:
-            self._encoder = Encoder()  # a process: started only if an episode is filmed
         videos = self.run_dir / VIDEOS_DIR
         videos.mkdir(parents=True, exist_ok=True)
         return self._encoder.open(
@@ -200,8 +273,9 @@ class Runner:
                 log.exception("closing sink %s failed", type(sink).__name__)
                 errors.append(err)
         write_summary(self.run_dir, summary)
-        if self._encoder is not None:
-            self._encoder.shutdown()
+        self._stop_encoder()
+        if self._replay_env is not None:
+            self._replay_env.close()
         self.env.close()
         if errors and summary["status"] == "complete":
             raise errors[0]

@@ -8,6 +8,10 @@ what it needs to film the episode after the fact.
 
 from __future__ import annotations
 
+import math
+import statistics
+from collections import deque
+
 from rlrec.errors import ConfigError
 
 
@@ -20,6 +24,10 @@ class Trigger:
     decides_after: bool = False
     #: Why an episode this trigger chose is filmed.
     reason: str = "never"
+    #: Whether the trigger will choose no more episodes (``max_videos`` reached).
+    exhausted: bool = False
+    #: How a trigger that decides afterwards gets its films: replay, buffer or auto.
+    method: str = "replay"
 
     def __call__(self, episode: int) -> bool:
         """Film ``episode`` live, as it runs?"""
@@ -53,12 +61,7 @@ class Periodic(Trigger):
     reason = "periodic"
 
     def __init__(self, period: int = 250) -> None:
-        if isinstance(period, bool) or not isinstance(period, int) or period < 1:
-            raise ConfigError(
-                "trigger.period",
-                f"must be an integer >= 1, got {period!r}",
-                "pass e.g. trigger.period=250 to film every 250th episode",
-            )
+        _at_least("trigger.period", period, 1)
         self.period = period
 
     def __call__(self, episode: int) -> bool:
@@ -70,3 +73,111 @@ class Never(Trigger):
 
     films = False
     reason = "never"
+
+
+class Adaptive(Trigger):
+    """Film the episodes whose return stands out, decided once each episode has ended.
+
+    ``criterion``:
+
+    - ``best``: a return strictly greater than every earlier one (episode 0 counts);
+    - ``worst``: strictly lower than every earlier one (episode 0 counts);
+    - ``threshold``: return >= ``threshold`` (``above=true``) or <= it (``above=false``);
+    - ``outlier``: |return - mean| > ``z`` sample standard deviations of the previous ``window``
+      returns (the current one excluded), once ``warmup`` episodes have run.
+
+    ``max_videos`` caps the films of a run. ``method`` says how a chosen episode is filmed: by
+    ``replay`` (reset with its seed, the same actions, rendering on), by ``buffer`` (every episode
+    filmed to a temporary file, kept or deleted at its end), or ``auto``: replay, and buffer from
+    the first episode that does not replay exactly.
+
+    >>> trigger = Adaptive(criterion="best")
+    >>> [trigger.after_episode(e, r) for e, r in enumerate([3.0, 1.0, 3.0, 4.0])]
+    [True, False, False, True]
+    """
+
+    decides_after = True
+    CRITERIA = ("best", "worst", "threshold", "outlier")
+    METHODS = ("auto", "replay", "buffer")
+
+    def __init__(
+        self,
+        criterion: str = "best",
+        threshold: float | None = None,
+        above: bool = True,
+        z: float = 2.0,
+        window: int = 100,
+        warmup: int = 10,
+        max_videos: int | None = None,
+        method: str = "auto",
+    ) -> None:
+        _choice("trigger.criterion", criterion, self.CRITERIA)
+        _choice("trigger.method", method, self.METHODS)
+        if criterion == "threshold" and not _is_number(threshold):
+            raise ConfigError(
+                "trigger.threshold",
+                f"must be a number, got {threshold!r}",
+                "pass e.g. trigger.threshold=200 with trigger.criterion=threshold",
+            )
+        if not _is_number(z) or z <= 0:
+            raise ConfigError(
+                "trigger.z", f"must be a number > 0, got {z!r}", "pass e.g. trigger.z=2"
+            )
+        _at_least("trigger.window", window, 2)
+        _at_least("trigger.warmup", warmup, 0)
+        if max_videos is not None:
+            _at_least("trigger.max_videos", max_videos, 0)
+        self.criterion, self.threshold, self.above, self.z = criterion, threshold, above, z
+        self.window, self.warmup, self.max_videos, self.method = window, warmup, max_videos, method
+        self.reason = criterion
+        self.videos = 0
+        self._best = -math.inf
+        self._worst = math.inf
+        self._recent: deque[float] = deque(maxlen=window)
+        self._seen = 0
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether ``max_videos`` films have been chosen already."""
+        return self.max_videos is not None and self.videos >= self.max_videos
+
+    def after_episode(self, episode: int, episode_return: float) -> bool:
+        chosen = self._stands_out(episode_return) and not self.exhausted
+        self.videos += chosen
+        self._best = max(self._best, episode_return)
+        self._worst = min(self._worst, episode_return)
+        self._recent.append(episode_return)
+        self._seen += 1
+        return chosen
+
+    def _stands_out(self, value: float) -> bool:
+        if self.criterion == "best":
+            return value > self._best
+        if self.criterion == "worst":
+            return value < self._worst
+        if self.criterion == "threshold":
+            return value >= self.threshold if self.above else value <= self.threshold
+        if self._seen < max(self.warmup, 2):  # outlier: needs a spread to compare with
+            return False
+        mean = statistics.fmean(self._recent)
+        return abs(value - mean) > self.z * statistics.stdev(self._recent)
+
+
+def _choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(
+            key,
+            f"must be one of {', '.join(allowed)}, got {value!r}",
+            f"pass e.g. {key}={allowed[0]}",
+        )
+
+
+def _at_least(key: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(
+            key, f"must be an integer >= {low}, got {value!r}", f"pass e.g. {key}={max(low, 10)}"
+        )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -46,8 +46,8 @@ class Encoder:
         self._ring: np.memmap | None = None
         self._ring_path: str | None = None
 
-    def open(self, path: Path, codec: Codec, fps: float) -> VideoWriter:
-        """A writer for one video at ``path`` (its frames fix the size at the first ``add``)."""
+    def start(self) -> None:
+        """Start the process now: it imports OpenCV while the caller goes on (about 0.2 s)."""
         if self._proc is None or self._proc.poll() is not None:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "rlrec._encode_worker"],
@@ -55,6 +55,10 @@ class Encoder:
                 stdout=subprocess.PIPE,
                 bufsize=0,
             )
+
+    def open(self, path: Path, codec: Codec, fps: float) -> VideoWriter:
+        """A writer for one video at ``path`` (its frames fix the size at the first ``add``)."""
+        self.start()
         return VideoWriter(self, path, codec, fps)
 
     def ring(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.memmap, str]:

@@ -3,6 +3,7 @@
     python scripts/bench.py core            # issue 2: filming speed, memory, stats-only wall time
     python scripts/bench.py core --quick    # the same without Gymnasium's 3.5 GB RecordVideo run
     python scripts/bench.py sweep           # issue 5: a 20-job sweep, basic vs joblib launcher
+    python scripts/bench.py adaptive        # issue 3: a filmed frame, decided after vs before
 
 Every figure is a whole process (a subprocess), timed from the outside; where start-up is not the
 point it is subtracted by timing a one-step run of the same command. Runs of different commands
@@ -87,8 +88,21 @@ def median(runs: list[Measured]) -> float:
 
 def rlrec(*overrides: str) -> list[str]:
     """``python run.py`` with its output in a fresh temporary folder."""
-    out = tempfile.mkdtemp(prefix="rlrec-bench-")
-    return [PY, str(ROOT / "run.py"), *overrides, f"hydra.run.dir={out}"]
+    return rlrec_in(*overrides)[0]
+
+
+def rlrec_in(*overrides: str) -> tuple[list[str], Path]:
+    """``python run.py`` and the fresh temporary folder it writes to."""
+    out = Path(tempfile.mkdtemp(prefix="rlrec-bench-"))
+    return [PY, str(ROOT / "run.py"), *overrides, f"hydra.run.dir={out}"], out
+
+
+def filmed_frames(run_dir: Path) -> int:
+    """Frames in the run's videos: length + 1 for every filmed episode."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(run_dir / "episodes.parquet", columns=["length", "video"]).to_pylist()
+    return sum(r["length"] + 1 for r in rows if r["video"])
 
 
 def rlrec_sweep(*overrides: str) -> tuple[list[str], Path]:
@@ -215,14 +229,42 @@ def sweep(args: argparse.Namespace) -> None:
     )
 
 
+def adaptive(args: argparse.Namespace) -> None:
+    """Issue 3: what a filmed frame costs when the decision comes after the episode."""
+    common = ["episodes=300", "seed=0", "sinks=[parquet]"]
+    modes = {
+        "never": ["trigger=never"],
+        "every": ["trigger=every"],
+        "adaptive": ["trigger=adaptive"],
+    }
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    frames: dict[str, int] = {}
+    for _ in range(args.repeats):
+        for mode, extra in modes.items():
+            cmd, out = rlrec_in(*common, *extra)
+            times[mode].append(measure(cmd).seconds)
+            frames[mode] = filmed_frames(out)
+    t = {m: statistics.median(v) for m, v in times.items()}
+    per_frame = {m: (t[m] - t["never"]) / frames[m] for m in ("every", "adaptive")}
+    print(f"\n300 random CartPole episodes, whole process (median of {args.repeats}):")
+    for mode in modes:
+        print(f"  trigger={mode:9s} {t[mode]:6.2f} s   {frames.get(mode, 0):6d} frames filmed")
+    for mode, cost in per_frame.items():
+        print(f"  cost of a filmed frame, {mode:8s} {cost * 1e3:6.2f} ms  ((t - never) / frames)")
+    print(
+        f"  adaptive / every = {per_frame['adaptive'] / per_frame['every']:.2f}x   "
+        f"(target <= 1.25x)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("suite", choices=["core", "sweep"])
+    parser.add_argument("suite", choices=["core", "sweep", "adaptive"])
     parser.add_argument("--repeats", type=int, default=3, help="runs of each filming command")
     parser.add_argument("--stats-repeats", type=int, default=5, help="runs of each stats command")
     parser.add_argument("--quick", action="store_true", help="skip Gymnasium's 3.5 GB memory run")
     args = parser.parse_args()
-    {"core": core, "sweep": sweep}[args.suite](args)
+    {"core": core, "sweep": sweep, "adaptive": adaptive}[args.suite](args)
 
 
 if __name__ == "__main__":

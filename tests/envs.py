@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 
@@ -25,3 +26,16 @@ class OddFrameCartPole(CartPoleEnv):
 
 gym.register("NoRgbCartPole-v0", entry_point=NoRgbCartPole, max_episode_steps=500)
 gym.register("OddFrameCartPole-v0", entry_point=OddFrameCartPole, max_episode_steps=500)
+
+
+class NoisyCartPole(CartPoleEnv):
+    """CartPole with a disturbance its seed does not govern: its episodes cannot be replayed."""
+
+    _noise = np.random.default_rng()  # deliberately unseeded
+
+    def step(self, action):
+        self.state = np.asarray(self.state) + self._noise.normal(0.0, 0.02, 4)
+        return super().step(action)
+
+
+gym.register("NoisyCartPole-v0", entry_point=NoisyCartPole, max_episode_steps=500)

@@ -3,12 +3,15 @@
 While the run goes on, finished episodes are flushed every ``flush_seconds`` (or every
 ``batch_rows``) to ``episodes/part-NNNNN.parquet``, each part written under a dot-prefixed name
 and renamed, so a part is whole or absent. When the run ends the parts are merged, a batch at a
-time, into ``episodes.parquet`` and the folder is removed.
+time, into ``episodes.parquet`` and the folder is removed. Each episode's actions go the same way
+to ``_actions/`` and ``_actions.parquet`` (the underscore keeps folder-level readers off them), so
+that any episode can be replayed later.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -28,40 +31,93 @@ from rlrec.records import (
     RunInfo,
 )
 
+log = logging.getLogger(__name__)
+
 EPISODES_FILE = "episodes.parquet"
-PARTS_DIR = "episodes"
+ACTIONS_FILE = "_actions.parquet"
+ACTIONS_SHAPE_KEY = "rlrec.action_shape"
+ACTIONS_DTYPE_KEY = "rlrec.action_dtype"
+
+
+class PartFiles:
+    """A table written as whole part files in a folder, merged into one file at the end."""
+
+    def __init__(self, folder: Path, target: Path, batch_rows: int) -> None:
+        self.folder, self.target, self.batch_rows = folder, target, batch_rows
+        folder.mkdir(parents=True, exist_ok=True)
+        self._next = len(list(folder.glob("part-*.parquet")))
+        self.schema: pa.Schema | None = None
+
+    def write(self, table: pa.Table) -> None:
+        """Write ``table`` as the next part, whole or not at all."""
+        self.schema = table.schema
+        _write_whole(table, self.folder / f"part-{self._next:05d}.parquet")
+        self._next += 1
+
+    def merge(self, schema: pa.Schema | None = None) -> None:
+        """Merge the parts (a batch of rows at a time) into the target; remove the folder."""
+        schema = schema or self.schema
+        if schema is not None:
+            files = sorted(self.folder.glob("part-*.parquet"))
+            tmp = self.target.with_name(f".{self.target.name}.partial")
+            with pq.ParquetWriter(tmp, schema) as writer:
+                pending: list[pa.Table] = []
+                rows = 0
+                for file in files:
+                    # ParquetFile, not read_table: that imports pyarrow.dataset (0.1-0.5 s)
+                    pending.append(pq.ParquetFile(file).read())
+                    rows += pending[-1].num_rows
+                    if rows >= self.batch_rows:  # never the whole run in memory at once
+                        writer.write_table(pa.concat_tables(pending))
+                        pending, rows = [], 0
+                if pending or not files:
+                    writer.write_table(
+                        pa.concat_tables(pending) if pending else schema.empty_table()
+                    )
+            os.replace(tmp, self.target)
+        shutil.rmtree(self.folder)
 
 
 class ParquetSink:
-    """Write every finished episode to Parquet in the run directory."""
+    """Write every finished episode (and, with ``actions``, its actions) to Parquet."""
 
-    def __init__(self, flush_seconds: float = 1.0, batch_rows: int = 65_536) -> None:
+    def __init__(
+        self, flush_seconds: float = 1.0, batch_rows: int = 65_536, actions: bool = True
+    ) -> None:
         self.flush_seconds = float(flush_seconds)
         self.batch_rows = int(batch_rows)
+        self.actions = actions
 
     def open(self, run: RunInfo) -> None:
         self._run = run
-        self._parts = run.run_dir / PARTS_DIR
-        self._parts.mkdir(parents=True, exist_ok=True)
-        self._next_part = _count_parts(self._parts)
-        self._schema = EPISODE_SCHEMA.with_metadata(
-            {
-                CONFIG_METADATA_KEY: json.dumps(run.config),
-                VERSIONS_METADATA_KEY: json.dumps(_versions()),
-            }
+        self._episodes = PartFiles(
+            run.run_dir / "episodes", run.run_dir / EPISODES_FILE, self.batch_rows
+        )
+        self._metadata = {
+            CONFIG_METADATA_KEY: json.dumps(run.config),
+            VERSIONS_METADATA_KEY: json.dumps(_versions()),
+        }
+        self._schema = EPISODE_SCHEMA.with_metadata(self._metadata)
+        self._actions = (
+            PartFiles(run.run_dir / "_actions", run.run_dir / ACTIONS_FILE, self.batch_rows)
+            if self.actions
+            else None
         )
         self._columns: dict[str, list[Any]] = {name: [] for name in RECORD_COLUMNS}
         self._appenders = [self._columns[name].append for name in RECORD_COLUMNS]
+        self._episode_actions: list[list[Any]] = []
         self._flush_at = time.monotonic() + self.flush_seconds
 
     def write(self, record: EpisodeRecord) -> None:
         for append, value in zip(self._appenders, _values(record), strict=True):
             append(value)
+        if self._actions is not None:
+            self._episode_actions.append(record.actions)
         if len(self._columns["episode"]) >= self.batch_rows or time.monotonic() >= self._flush_at:
             self.flush()
 
     def flush(self) -> None:
-        """Write the episodes received since the last flush as one whole part file."""
+        """Write the episodes received since the last flush as whole part files."""
         self._flush_at = time.monotonic() + self.flush_seconds
         rows = len(self._columns["episode"])
         if not rows:
@@ -75,35 +131,53 @@ class ParquetSink:
             _column([run.run_seed] * rows, pa.int64()),
             _column([run.job] * rows, pa.int64()),
         ]
-        table = pa.Table.from_arrays(arrays, schema=self._schema)
-        _write_whole(table, self._parts / f"part-{self._next_part:05d}.parquet")
-        self._next_part += 1
+        if self._actions is not None:  # before the episodes: no episode without its actions
+            self._write_actions(self._columns["episode"], self._episode_actions)
+            self._episode_actions = []
+        self._episodes.write(pa.Table.from_arrays(arrays, schema=self._schema))
         for column in self._columns.values():
             column.clear()
 
     def close(self, summary: dict[str, Any]) -> None:
         self.flush()
-        merge_parts(self._parts, self._run.run_dir / EPISODES_FILE, self._schema, self.batch_rows)
+        self._episodes.merge(self._schema)
+        if self._actions is not None:
+            self._actions.merge()
 
-
-def merge_parts(parts: Path, target: Path, schema: pa.Schema, batch_rows: int) -> None:
-    """Merge ``parts/part-*.parquet`` into ``target`` (written whole) and remove ``parts``."""
-    files = sorted(parts.glob("part-*.parquet"))
-    tmp = target.with_name(f".{target.name}.partial")
-    with pq.ParquetWriter(tmp, schema) as writer:
-        pending: list[pa.Table] = []
-        pending_rows = 0
-        for file in files:
-            table = pq.ParquetFile(file).read()  # not read_table: that imports pyarrow.dataset
-            pending.append(table)
-            pending_rows += table.num_rows
-            if pending_rows >= batch_rows:  # one row group per batch, never the whole run at once
-                writer.write_table(pa.concat_tables(pending))
-                pending, pending_rows = [], 0
-        if pending or not files:
-            writer.write_table(pa.concat_tables(pending) if pending else schema.empty_table())
-    os.replace(tmp, target)
-    shutil.rmtree(parts)
+    def _write_actions(self, episodes: list[int], actions: list[list[Any]]) -> None:
+        """One row per episode: its actions flattened, their shape and dtype in the metadata."""
+        arrays = [np.asarray(a) for a in actions]
+        dtype, shape = arrays[0].dtype, arrays[0].shape[1:]
+        if dtype.kind not in "biuf" or any(
+            a.dtype != dtype or a.shape[1:] != shape for a in arrays
+        ):
+            log.warning(
+                "actions of dtype %s cannot be stored as arrays; replay is unavailable "
+                "for this run",
+                dtype,
+            )
+            self._actions.merge()  # what was stored so far stays readable
+            self._actions = None
+            return
+        sizes = np.array([a.size for a in arrays], np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        values = np.concatenate([a.reshape(-1) for a in arrays])
+        value_type = pa.from_numpy_dtype(values.dtype)
+        lists = pa.LargeListArray.from_arrays(
+            pa.Array.from_buffers(pa.int64(), len(offsets), [None, pa.py_buffer(offsets)]),
+            pa.Array.from_buffers(value_type, len(values), [None, pa.py_buffer(values)]),
+        )
+        metadata = self._metadata | {
+            ACTIONS_SHAPE_KEY: json.dumps(list(shape)),
+            ACTIONS_DTYPE_KEY: dtype.str,
+        }
+        schema = pa.schema(
+            [pa.field("episode", pa.int64(), nullable=False), pa.field("actions", lists.type)],
+            metadata=metadata,
+        )
+        self._actions.write(
+            pa.Table.from_arrays([_column(episodes, pa.int64()), lists], schema=schema)
+        )
 
 
 _NUMPY_TYPES = {pa.int64(): np.int64, pa.float64(): np.float64}
@@ -145,6 +219,8 @@ def _values(record: EpisodeRecord) -> tuple[Any, ...]:
         record.truncated,
         record.video,
         record.success,
+        record.video_reason,
+        record.obs_digest,
     )
 
 
@@ -152,10 +228,6 @@ def _write_whole(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.partial")
     pq.write_table(table, tmp)
     os.replace(tmp, path)
-
-
-def _count_parts(parts: Path) -> int:
-    return len(list(parts.glob("part-*.parquet")))
 
 
 def _versions() -> dict[str, str]:
