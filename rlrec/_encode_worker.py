@@ -5,6 +5,7 @@ It reads one command per line on stdin and answers on the file descriptor it inh
     open <json>     start a video: tmp and final path, fourcc, fps, frame shape and dtype, shm path
     frame <slot>    encode the frame in that shared-memory slot; answer "ok" (the slot is free)
     close           finish the video, rename it to its final name; answer "closed"
+    timelapse <json>  string finished videos together, each frame captioned; answer "closed"
     abort           drop the video, delete the partial file; answer "aborted"
 
 A failure is answered once as "error <message>"; frames are still acknowledged (and dropped) so
@@ -73,6 +74,57 @@ class Video:
             self.tmp.unlink(missing_ok=True)
 
 
+def timelapse(spec: dict[str, Any]) -> None:
+    """Concatenate ``spec["parts"]`` ([path, caption] pairs) into one captioned video."""
+    tmp, final = Path(spec["tmp"]), Path(spec["final"])
+    writer, size = None, None
+    try:
+        for path, caption in spec["parts"]:
+            capture = cv2.VideoCapture(path)
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                if writer is None:
+                    size = (frame.shape[1], frame.shape[0])
+                    fourcc = cv2.VideoWriter_fourcc(*spec["fourcc"])
+                    writer = cv2.VideoWriter(str(tmp), fourcc, float(spec["fps"]), size)
+                    if not writer.isOpened():
+                        raise OSError(f"OpenCV could not open {tmp} for {spec['fourcc']}")
+                if (frame.shape[1], frame.shape[0]) != size:
+                    frame = cv2.resize(frame, size)
+                _caption(frame, caption)
+                if writer.write(frame) is False:
+                    raise OSError(f"could not write a frame to {tmp} (is the disk full?)")
+            capture.release()
+    except BaseException:
+        if writer is not None:
+            writer.release()
+        tmp.unlink(missing_ok=True)
+        raise
+    if writer is None:
+        raise OSError("the filmed videos held no frames")
+    writer.release()
+    os.replace(tmp, final)
+
+
+def _caption(frame: np.ndarray, text: str) -> None:
+    """Draw ``text`` at the top left, white on a dark outline, readable on any background."""
+    scale = max(0.5, frame.shape[0] / 500)
+    origin = (10, int(30 * scale))
+    for color, thickness in (((0, 0, 0), 4), ((255, 255, 255), 1)):
+        cv2.putText(
+            frame,
+            text,
+            origin,
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            color,
+            max(1, int(thickness * scale)),
+            cv2.LINE_AA,
+        )
+
+
 def main() -> None:
     # Ctrl-C reaches the whole process group; the parent decides what happens to the video.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -98,6 +150,9 @@ def main() -> None:
                     spec = json.loads(arg)
                     ring = spec["shm"]
                     video = Video(spec)
+                elif command == "timelapse":
+                    timelapse(json.loads(arg))
+                    reply("closed")
                 elif command in ("close", "abort"):
                     if video is not None:
                         video.finish(keep=command == "close" and not failed)

@@ -52,6 +52,7 @@ class PolicyHooks:
     reset: Callable[[int], None] | None
     update: Callable[..., None] | None
     end_episode: Callable[..., None] | None
+    save: Callable[[Any], None] | None
 
     @classmethod
     def of(cls, policy: Any) -> PolicyHooks:
@@ -61,6 +62,7 @@ class PolicyHooks:
             reset=_method(policy, "reset"),
             update=_method(policy, "update"),
             end_episode=_method(policy, "end_episode"),
+            save=_method(policy, "save"),
         )
 
 

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
 VIDEOS_DIR = "videos"
+CHECKPOINT_FILE = "policy.checkpoint"
+TIMELAPSE_NAME = "timelapse"
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class Runner:
         fps = cfg.video.fps or self.env.metadata.get("render_fps") or 30
         self.video = VideoSettings(codec, float(fps), cfg.video.name_prefix)
         self._replay_env: gym.Env | None = None
+        self._filmed: list[tuple[str, int, float]] = []  # video, episode, return: for timelapses
         # A trigger that decides afterwards films by replay, or (method=buffer, or auto once an
         # episode did not replay exactly) films every episode to a temporary file.
         self._buffering = (
@@ -111,6 +114,8 @@ class Runner:
             for episode in range(self.episodes):
                 record = self.run_episode(episode)
                 totals.add(record)
+                if record.video is not None:
+                    self._filmed.append((record.video, record.episode, record.episode_return))
                 for sink in opened:
                     sink.write(record)
             status = "complete"
@@ -230,6 +235,15 @@ class Runner:
         )
         self._buffering = self._buffering or fallback
 
+    def _make_timelapse(self) -> None:
+        """``timelapse.<ext>``: the filmed episodes in order, each captioned with its return."""
+        parts = [
+            (self.run_dir / video, f"episode {episode}   return {episode_return:.1f}")
+            for video, episode, episode_return in self._filmed
+        ]
+        path = self.run_dir / f"{TIMELAPSE_NAME}.{self.video.codec.extension}"
+        self._encoder.timelapse(path, self.video.codec, self.video.fps, parts)
+
     def _stop_encoder(self) -> None:
         if self._encoder is not None:
             self._encoder.shutdown()
@@ -264,13 +278,26 @@ class Runner:
         }
 
     def _close(self, sinks: list[Sink], summary: dict[str, Any]) -> None:
-        """Close every sink even if one fails, then write the summary and release the env."""
+        """Save the policy, close every sink (even if one fails), make the timelapse, write the
+        summary and release the env."""
         errors = []
+        if self.hooks.save is not None:  # also when interrupted: what was learnt so far
+            try:
+                self.hooks.save(self.run_dir / CHECKPOINT_FILE)
+            except Exception as err:
+                log.exception("saving the policy failed")
+                errors.append(err)
         for sink in sinks:
             try:
                 sink.close(summary)
             except Exception as err:  # keep closing the others: each holds data of its own
                 log.exception("closing sink %s failed", type(sink).__name__)
+                errors.append(err)
+        if self.cfg.video.get("timelapse") and len(self._filmed) >= 2 and self._encoder:
+            try:
+                self._make_timelapse()
+            except Exception as err:
+                log.exception("the timelapse failed")
                 errors.append(err)
         write_summary(self.run_dir, summary)
         self._stop_encoder()

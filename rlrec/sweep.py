@@ -22,6 +22,8 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from scipy import stats
 
+from rlrec.plots import plot_learning_curves
+
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.parquet"
@@ -105,7 +107,11 @@ def summarize_sweep(sweep_dir: Path | str, window: int = 100, plot: bool = True)
     _write_parquet(group_table, sweep_dir / GROUPS_FILE)
     (sweep_dir / MARKDOWN_FILE).write_text(markdown)
     if plot:
-        plot_learning_curves(groups, group_keys, varying, window, sweep_dir / CURVES_FILE)
+        curves = [
+            (_label(dict(zip(group_keys, values, strict=True)), varying), _complete(members))
+            for values, members in groups
+        ]
+        plot_learning_curves(curves, window, sweep_dir / CURVES_FILE)
     return SweepSummary(sweep_dir, job_table, group_table, markdown)
 
 
@@ -154,11 +160,20 @@ def _group(jobs: list[Job], group_keys: list[str]) -> list[tuple[tuple[Any, ...]
     return list(groups.values())
 
 
+def _complete(members: list[Job]) -> list[np.ndarray]:
+    """The returns of the jobs that completed."""
+    return [j.returns for j in members if j.status == "complete" and len(j.returns)]
+
+
+def _label(overrides: dict[str, Any], shown: list[str]) -> str:
+    return ", ".join(f"{k}={overrides[k]}" for k in shown) or "all runs"
+
+
 def _group_row(
     values: tuple[Any, ...], members: list[Job], group_keys: list[str]
 ) -> dict[str, Any]:
     complete = [j for j in members if j.status == "complete" and len(j.returns)]
-    means = np.array([j.returns.mean() for j in complete])
+    means = np.array([returns.mean() for returns in _complete(members)])
     row: dict[str, Any] = dict(zip(group_keys, values, strict=True))
     row |= {
         "n_seeds": len(complete),
@@ -197,56 +212,6 @@ def bootstrap_ci(values: np.ndarray, statistic: Any) -> tuple[float | None, floa
     )
     low, high = result.confidence_interval
     return float(low), float(high)
-
-
-def moving_average(values: np.ndarray, window: int) -> np.ndarray:
-    """Trailing mean over the last ``window`` values (fewer at the start)."""
-    totals = np.concatenate([[0.0], np.cumsum(values, dtype=float)])
-    end = np.arange(1, len(values) + 1)
-    start = np.maximum(0, end - window)
-    return (totals[end] - totals[start]) / (end - start)
-
-
-def plot_learning_curves(
-    groups: list[tuple[tuple[Any, ...], list[Job]]],
-    group_keys: list[str],
-    shown: list[str],
-    window: int,
-    path: Path,
-) -> None:
-    """Per group, the across-seed mean of each run's moving-average return, with a 95% band;
-    ``shown`` are the override keys that name a group in the legend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    for values, members in groups:
-        runs = [j.returns for j in members if j.status == "complete" and len(j.returns)]
-        if not runs:
-            continue
-        length = min(len(r) for r in runs)  # runs of one group have one length unless cut short
-        curves = np.array([moving_average(r[:length], window) for r in runs])
-        named = dict(zip(group_keys, values, strict=True))
-        label = ", ".join(f"{k}={named[k]}" for k in shown) or "all runs"
-        mean = curves.mean(axis=0)
-        x = np.arange(length)
-        (line,) = ax.plot(x, mean, label=f"{label} (n={len(runs)})")
-        if len(runs) >= 2:
-            half = stats.t.ppf(0.975, len(runs) - 1) * stats.sem(curves, axis=0)
-            ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("episode")
-    ax.set_ylabel(f"return, moving average over {window} episodes")
-    ax.set_title("Learning curves: mean across seeds, 95% t-interval band")
-    ax.grid(True, alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.partial.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _markdown(

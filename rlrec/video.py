@@ -61,6 +61,28 @@ class Encoder:
         self.start()
         return VideoWriter(self, path, codec, fps)
 
+    def timelapse(
+        self, path: Path, codec: Codec, fps: float, parts: list[tuple[Path, str]]
+    ) -> Path:
+        """String finished videos together into ``path``, each frame captioned with its part's
+        text; the file appears under its final name once complete."""
+        self.start()
+        tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+        spec = {
+            "tmp": str(tmp),
+            "final": str(path),
+            "fourcc": codec.fourcc,
+            "fps": fps,
+            "parts": [[str(p), caption] for p, caption in parts],
+        }
+        self.send(f"timelapse {json.dumps(spec)}")
+        error = None
+        while (reply := self.receive()) != "closed":
+            error = error or (reply[6:] if reply.startswith("error ") else None)
+        if error is not None:
+            raise OSError(f"timelapse {path.name}: {error}")
+        return path
+
     def ring(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.memmap, str]:
         """The shared-memory slots for frames of ``shape``, reallocated when the shape changes."""
         ring = self._ring

@@ -4,6 +4,7 @@
     python scripts/bench.py core --quick    # the same without Gymnasium's 3.5 GB RecordVideo run
     python scripts/bench.py sweep           # issue 5: a 20-job sweep, basic vs joblib launcher
     python scripts/bench.py adaptive        # issue 3: a filmed frame, decided after vs before
+    python scripts/bench.py training        # issue 4: experiment=train, five seeds
 
 Every figure is a whole process (a subprocess), timed from the outside; where start-up is not the
 point it is subtracted by timing a one-step run of the same command. Runs of different commands
@@ -257,14 +258,36 @@ def adaptive(args: argparse.Namespace) -> None:
     )
 
 
+def training(args: argparse.Namespace) -> None:
+    """Issue 4: ``python run.py experiment=train`` (10,000 episodes), whole process, five seeds;
+    the episode by which the last 100 episodes' mean return first reaches 195."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    print("\npython run.py experiment=train, whole process, per seed:")
+    for seed in range(5):
+        cmd, out = rlrec_in("experiment=train", f"seed={seed}")
+        seconds = measure(cmd).seconds
+        returns = pq.read_table(out / "episodes.parquet").sort_by("episode")["return"].to_numpy()
+        rolling = np.convolve(returns, np.ones(100) / 100, mode="valid")
+        reached = np.flatnonzero(rolling >= 195)
+        first = f"episode {reached[0] + 99}" if len(reached) else "never"
+        print(
+            f"  seed {seed}: {seconds:6.1f} s; mean of 100 consecutive episodes >= 195 first at "
+            f"{first}; best 100-episode mean {rolling.max():.1f}, "
+            f"last 100 {returns[-100:].mean():.1f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("suite", choices=["core", "sweep", "adaptive"])
+    parser.add_argument("suite", choices=["core", "sweep", "adaptive", "training"])
     parser.add_argument("--repeats", type=int, default=3, help="runs of each filming command")
     parser.add_argument("--stats-repeats", type=int, default=5, help="runs of each stats command")
     parser.add_argument("--quick", action="store_true", help="skip Gymnasium's 3.5 GB memory run")
     args = parser.parse_args()
-    {"core": core, "sweep": sweep, "adaptive": adaptive}[args.suite](args)
+    suites = {"core": core, "sweep": sweep, "adaptive": adaptive, "training": training}
+    suites[args.suite](args)
 
 
 if __name__ == "__main__":

@@ -36,17 +36,39 @@ def test_console_prints_every_nth_episode_and_the_summary(tmp_path, monkeypatch)
     sink = ConsoleSink(every=2)
     sink.open(_run(tmp_path, 5))
     for i in range(5):
-        sink.write(EpisodeRecord(i, 0, 10.0 + i, 10 + i, 0.1, True, False))
+        sink.write(
+            EpisodeRecord(
+                i,
+                0,
+                10.0 + i,
+                10 + i,
+                0.1,
+                True,
+                False,
+                video="videos/eval-episode-3.mp4" if i == 3 else None,
+            )
+        )
     sink.close(_summary([10.0, 11.0, 12.0, 13.0, 14.0]))
     text = out.getvalue()
     assert [line.split(":")[0] for line in text.splitlines() if line.startswith("Episode")] == [
         "Episode 0",
         "Episode 2",
+        "Episode 3",  # filmed: always shown
         "Episode 4",
     ]
     assert "Episode 2: 12 steps, return = 12.00" in text
     assert "mean 12.00 ± 1.58" in text and "95% CI [10.04, 13.96]" in text
     assert "success rate" not in text
+
+
+def test_console_shows_about_a_hundred_lines_of_a_long_run(tmp_path, monkeypatch):
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    sink = ConsoleSink()
+    sink.open(_run(tmp_path, 1000))
+    for i in range(1000):
+        sink.write(EpisodeRecord(i, 0, 1.0, 1, 0.1, True, False))
+    assert sum(line.startswith("Episode") for line in out.getvalue().splitlines()) == 100
 
 
 def test_console_summary_of_one_episode_says_why_there_is_no_interval(tmp_path, monkeypatch):

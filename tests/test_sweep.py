@@ -12,7 +12,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from scipy import stats
 
-from rlrec.sweep import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, moving_average
+from rlrec.plots import moving_average
+from rlrec.sweep import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from tests.conftest import CONF_DIR, ROOT, run_cli
 
 GRID = ["env.max_episode_steps=15,40", "seed=range(0,3)", "trigger=never", "episodes=12"]

@@ -1,0 +1,40 @@
+"""``learning_curve.png`` at the end of a run: returns, their moving average, filmed episodes."""
+
+from __future__ import annotations
+
+from array import array
+from typing import Any
+
+import numpy as np
+
+from rlrec.records import EpisodeRecord, RunInfo
+
+CURVE_FILE = "learning_curve.png"
+
+
+class PlotSink:
+    """Keep every return (8 bytes an episode) and draw the learning curve when the run ends."""
+
+    def __init__(self, window: int = 100) -> None:
+        self.window = max(1, int(window))
+
+    def open(self, run: RunInfo) -> None:
+        self._run = run
+        self._returns = array("d")
+        self._filmed: list[int] = []
+
+    def write(self, record: EpisodeRecord) -> None:
+        self._returns.append(record.episode_return)
+        if record.video is not None:
+            self._filmed.append(record.episode)
+
+    def close(self, summary: dict[str, Any]) -> None:
+        from rlrec.plots import plot_learning_curve
+
+        if self._returns:
+            plot_learning_curve(
+                np.frombuffer(self._returns),
+                self._filmed,
+                self.window,
+                self._run.run_dir / CURVE_FILE,
+            )
