@@ -126,8 +126,10 @@ def _caption(frame: np.ndarray, text: str) -> None:
 
 
 def main() -> None:
-    # Ctrl-C reaches the whole process group; the parent decides what happens to the video.
+    # Ctrl-C (and a scheduler's SIGTERM) may reach the whole process group; the parent decides
+    # what happens to the video, and when the parent is gone this process sees its input end.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     replies = os.dup(1)
     os.dup2(2, 1)  # anything a library prints goes to stderr, never into the replies
 

@@ -40,9 +40,9 @@ def task(cfg: DictConfig) -> dict[str, Any] | None:
         update_summary(run_dir, status="failed", error=str(err))
         if not multirun:
             sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        print("rlrec: interrupted; finished episodes are saved", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as err:
+        print(f"rlrec: interrupted; the finished episodes are in {run_dir}", file=sys.stderr)
+        sys.exit(getattr(err, "exit_code", 130))
     except Exception as err:
         if not multirun:
             raise  # a bug or an env crash: the traceback is what its author needs

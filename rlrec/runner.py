@@ -24,6 +24,7 @@ from rlrec.policies import PolicyHooks, build_policy
 from rlrec.records import EpisodeRecord, RunInfo
 from rlrec.replay import ObsDigest, replay
 from rlrec.seeding import episode_seed, policy_seed, reseed_globals
+from rlrec.signals import StopSignals
 from rlrec.sinks import Sink
 from rlrec.stats import RunTotals
 from rlrec.triggers import Trigger
@@ -82,6 +83,7 @@ class Runner:
         fps = cfg.video.fps or self.env.metadata.get("render_fps") or 30
         self.video = VideoSettings(codec, float(fps), cfg.video.name_prefix)
         self._replay_env: gym.Env | None = None
+        self._signals = StopSignals()
         self._filmed: list[tuple[str, int, float]] = []  # video, episode, return: for timelapses
         # A trigger that decides afterwards films by replay, or (method=buffer, or auto once an
         # episode did not replay exactly) films every episode to a temporary file.
@@ -107,24 +109,28 @@ class Runner:
         opened: list[Sink] = []
         status = "failed"
         started = time.perf_counter()
-        try:
-            for sink in self.sinks:
-                sink.open(run)
-                opened.append(sink)
-            for episode in range(self.episodes):
-                record = self.run_episode(episode)
-                totals.add(record)
-                if record.video is not None:
-                    self._filmed.append((record.video, record.episode, record.episode_return))
-                for sink in opened:
-                    sink.write(record)
-            status = "complete"
-        except KeyboardInterrupt:
-            status = "interrupted"
-            raise
-        finally:
-            summary = self._summary(status, totals, time.perf_counter() - started)
-            self._close(opened, summary)
+        stop = self._signals
+        with stop.installed():
+            try:
+                for sink in self.sinks:
+                    sink.open(run)
+                    opened.append(sink)
+                for episode in range(self.episodes):
+                    stop.check()
+                    record = self.run_episode(episode)
+                    totals.add(record)
+                    if record.video is not None:
+                        self._filmed.append((record.video, record.episode, record.episode_return))
+                    for sink in opened:
+                        sink.write(record)
+                stop.check()
+                status = "complete"
+            except KeyboardInterrupt:
+                status = "interrupted"
+                raise
+            finally:
+                summary = self._summary(status, totals, time.perf_counter() - started)
+                self._close(opened, summary)
         return summary
 
     def run_episode(self, episode: int) -> EpisodeRecord:
@@ -145,6 +151,7 @@ class Runner:
         observe(obs)
         episode_return, length = 0.0, 0
         started = time.perf_counter()
+        self._signals.in_episode = True  # a signal may stop the steps at once: nothing to corrupt
         try:
             if writer is not None:
                 writer.add(render())
@@ -173,6 +180,8 @@ class Runner:
             if writer is not None:
                 writer.abort()  # never leave a half-written file under a final name
             raise
+        finally:
+            self._signals.in_episode = False
         duration = time.perf_counter() - started
         if hooks.end_episode is not None:
             hooks.end_episode(episode=episode, episode_return=episode_return, length=length)
@@ -278,20 +287,20 @@ class Runner:
         }
 
     def _close(self, sinks: list[Sink], summary: dict[str, Any]) -> None:
-        """Save the policy, close every sink (even if one fails), make the timelapse, write the
-        summary and release the env."""
+        """Close every sink first (finished episodes reach the disk before anything slow), then
+        save the policy, make the timelapse, write the summary and release the env."""
         errors = []
-        if self.hooks.save is not None:  # also when interrupted: what was learnt so far
-            try:
-                self.hooks.save(self.run_dir / CHECKPOINT_FILE)
-            except Exception as err:
-                log.exception("saving the policy failed")
-                errors.append(err)
         for sink in sinks:
             try:
                 sink.close(summary)
             except Exception as err:  # keep closing the others: each holds data of its own
                 log.exception("closing sink %s failed", type(sink).__name__)
+                errors.append(err)
+        if self.hooks.save is not None:  # also when interrupted: what was learnt so far
+            try:
+                self.hooks.save(self.run_dir / CHECKPOINT_FILE)
+            except Exception as err:
+                log.exception("saving the policy failed")
                 errors.append(err)
         if self.cfg.video.get("timelapse") and len(self._filmed) >= 2 and self._encoder:
             try:

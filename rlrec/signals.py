@@ -1,0 +1,57 @@
+"""SIGINT and SIGTERM end a run cleanly; a second one ends it at once.
+
+Cluster schedulers pre-empt with SIGTERM, people press Ctrl-C. The first signal stops the run at
+the next safe point: during an episode's steps at once (its partial video is discarded), elsewhere
+at the end of the episode, so that no sink is ever interrupted half-way through a write. The run
+then flushes its statistics and writes ``summary.json`` with ``"status": "interrupted"``. A second
+signal exits immediately: finished episodes are flushed first thing, so they are already on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal; ``exit_code`` is 128 + its number (130, 143)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+
+
+class StopSignals:
+    """Catches SIGINT and SIGTERM for the duration of a run (in the main thread only)."""
+
+    def __init__(self) -> None:
+        self.in_episode = False  # the runner sets it around an episode's steps
+        self.pending: int | None = None
+
+    def check(self) -> None:
+        """Raise ``Interrupted`` if a signal arrived since the last check."""
+        if self.pending is not None:
+            raise Interrupted(self.pending)
+
+    @contextmanager
+    def installed(self) -> Iterator[StopSignals]:
+        """Install the handlers; restore the previous ones afterwards."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signals can only be handled in the main thread; a worker's parent does
+            return
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.pending is not None:  # the second signal: now
+            os._exit(128 + signum)
+        self.pending = signum
+        if self.in_episode:
+            raise Interrupted(signum)
