@@ -16,6 +16,7 @@ from omegaconf import OmegaConf, open_dict
 
 from rlrec.cli import CONF_DIR
 from rlrec.hydra_callbacks import check_writable, register_resolvers
+from rlrec.resume import resumed_config
 from rlrec.runner import record
 from rlrec.sinks.parquet import EPISODES_FILE
 
@@ -50,16 +51,17 @@ def run(
         run_dir = cfg.hydra.run.dir
     check_writable(str(run_dir), "run_dir")
     run_dir = Path(run_dir)
-    _save_hydra_record(cfg, run_dir)
+    _save_hydra_record(cfg, run_dir / cfg.hydra.output_subdir)
     with open_dict(cfg):
         del cfg["hydra"]
+    if cfg.get("resume"):
+        cfg = resumed_config(cfg, overrides)
     summary = record(cfg, run_dir)
     return RunResult(run_dir.absolute(), summary)
 
 
-def _save_hydra_record(cfg: Any, run_dir: Path) -> None:
+def _save_hydra_record(cfg: Any, record_dir: Path) -> None:
     """The ``.hydra/`` folder the CLI would leave: the config, the overrides, Hydra's own node."""
-    record_dir = run_dir / ".hydra"
     record_dir.mkdir(parents=True, exist_ok=True)
     task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     OmegaConf.save(task_cfg, record_dir / "config.yaml")

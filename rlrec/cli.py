@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from rlrec.errors import ConfigError
 from rlrec.hydra_callbacks import register_resolvers
+from rlrec.resume import resumed_config
 from rlrec.runner import record, update_summary
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
@@ -34,6 +35,8 @@ def task(cfg: DictConfig) -> dict[str, Any] | None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
+        if cfg.get("resume"):
+            cfg = resumed_config(cfg, list(hydra_cfg.overrides.task))
         return record(cfg, run_dir, job=hydra_cfg.job.num if multirun else 0)
     except ConfigError as err:
         print(f"rlrec: error: {err}", file=sys.stderr)
@@ -43,6 +46,16 @@ def task(cfg: DictConfig) -> dict[str, Any] | None:
     except KeyboardInterrupt as err:
         print(f"rlrec: interrupted; the finished episodes are in {run_dir}", file=sys.stderr)
         sys.exit(getattr(err, "exit_code", 130))
+    except OSError as err:  # a full disk, a file-size limit, a failing device: not a bug
+        log.error("the run stopped on an I/O error: %s", err)
+        print(
+            f"rlrec: error: {err}. The episodes finished so far are in {run_dir}; free some "
+            "space (or raise the file-size limit) and run again",
+            file=sys.stderr,
+        )
+        update_summary(run_dir, status="failed", error=f"{type(err).__name__}: {err}")
+        if not multirun:
+            sys.exit(1)
     except Exception as err:
         if not multirun:
             raise  # a bug or an env crash: the traceback is what its author needs

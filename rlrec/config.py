@@ -50,6 +50,13 @@ def validate(cfg: DictConfig) -> None:
             "success_threshold and success_key are both set",
             "keep one of them and set the other to null",
         )
+    every = cfg.get("checkpoint_every")
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+        raise ConfigError(
+            "checkpoint_every",
+            f"must be an integer >= 1 or null, got {every!r}",
+            "pass e.g. checkpoint_every=100",
+        )
     if not isinstance(cfg.get("sinks"), DictConfig):
         raise ConfigError(
             "sinks", "must name sinks from the sinks group", "pass e.g. 'sinks=[parquet,console]'"

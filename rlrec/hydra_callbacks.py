@@ -39,11 +39,33 @@ def unique_dir(base: str) -> str:
     return _claimed[base]
 
 
+def run_dir(resume: str | None, base: str) -> str:
+    """The run's folder: the one being resumed, else a new unique one."""
+    return str(resume) if resume else unique_dir(base)
+
+
+def record_dir(resume: str | None) -> str:
+    """Hydra's record folder: ``.hydra``; a resume keeps it and writes ``.hydra-resume-N``."""
+    if not resume:
+        return ".hydra"
+    if resume not in _claimed:
+        taken = {p.name for p in Path(resume).glob(".hydra-resume-*")}
+        _claimed[resume] = next(
+            f".hydra-resume-{k}" for k in itertools.count(1) if f".hydra-resume-{k}" not in taken
+        )
+    return _claimed[resume]
+
+
 def register_resolvers() -> None:
-    """Make ``${rlrec_unique_dir:...}`` available to configs (idempotent)."""
+    """Make rlrec's folder resolvers available to configs (idempotent)."""
     # use_cache: Hydra copies resolver caches into each sweep job's config, so a job (even in a
     # joblib worker process) sees the folder its sweep claimed instead of claiming another.
-    OmegaConf.register_new_resolver("rlrec_unique_dir", unique_dir, use_cache=True, replace=True)
+    for name, resolver in (
+        ("rlrec_unique_dir", unique_dir),
+        ("rlrec_run_dir", run_dir),
+        ("rlrec_record_dir", record_dir),
+    ):
+        OmegaConf.register_new_resolver(name, resolver, use_cache=True, replace=True)
 
 
 def check_writable(folder: str, key: str) -> None:

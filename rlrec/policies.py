@@ -53,6 +53,7 @@ class PolicyHooks:
     update: Callable[..., None] | None
     end_episode: Callable[..., None] | None
     save: Callable[[Any], None] | None
+    load: Callable[[Any], None] | None
 
     @classmethod
     def of(cls, policy: Any) -> PolicyHooks:
@@ -63,6 +64,7 @@ class PolicyHooks:
             update=_method(policy, "update"),
             end_episode=_method(policy, "end_episode"),
             save=_method(policy, "save"),
+            load=_method(policy, "load"),
         )
 
 

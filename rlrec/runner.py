@@ -23,6 +23,7 @@ from rlrec.envs import make_env
 from rlrec.policies import PolicyHooks, build_policy
 from rlrec.records import EpisodeRecord, RunInfo
 from rlrec.replay import ObsDigest, replay
+from rlrec.resume import ResumePoint, find_resume_point, save_checkpoint, truncate
 from rlrec.seeding import episode_seed, policy_seed, reseed_globals
 from rlrec.signals import StopSignals
 from rlrec.sinks import Sink
@@ -112,10 +113,13 @@ class Runner:
         stop = self._signals
         with stop.installed():
             try:
+                point = self._resume(totals) if self.cfg.get("resume") else ResumePoint()
                 for sink in self.sinks:
                     sink.open(run)
                     opened.append(sink)
-                for episode in range(self.episodes):
+                    if callable(getattr(sink, "restore", None)):  # e.g. the plot's earlier curve
+                        sink.restore(point.kept)
+                for episode in range(point.start, self.episodes):
                     stop.check()
                     record = self.run_episode(episode)
                     totals.add(record)
@@ -123,6 +127,7 @@ class Runner:
                         self._filmed.append((record.video, record.episode, record.episode_return))
                     for sink in opened:
                         sink.write(record)
+                    self._checkpoint(episode + 1, opened)
                 stop.check()
                 status = "complete"
             except KeyboardInterrupt:
@@ -243,6 +248,42 @@ class Runner:
             "; filming every later episode to a temporary file instead" if fallback else "",
         )
         self._buffering = self._buffering or fallback
+
+    @property
+    def _learns(self) -> bool:
+        """Whether the policy has state that the episodes change (so a resume must restore it)."""
+        return self.hooks.update is not None or self.hooks.end_episode is not None
+
+    def _checkpoint(self, next_episode: int, sinks: list[Sink]) -> None:
+        """Every ``checkpoint_every`` episodes, the learning policy's state, written only after the
+        episodes before it are on disk: a resume never finds a checkpoint ahead of the data."""
+        every = self.cfg.get("checkpoint_every")
+        hooks = self.hooks
+        if not every or next_episode % every or next_episode >= self.episodes:
+            return
+        if not (self._learns and hooks.save is not None and hooks.load is not None):
+            return
+        for sink in sinks:
+            if callable(getattr(sink, "flush", None)):
+                sink.flush()
+        save_checkpoint(self.run_dir, next_episode, hooks.save)
+
+    def _resume(self, totals: RunTotals) -> ResumePoint:
+        """Continue the run in ``run_dir``: restore what it finished and where to start."""
+        point = find_resume_point(self.run_dir, self._learns, self.hooks.load is not None)
+        if point.checkpoint is not None:
+            self.hooks.load(point.checkpoint / "policy.checkpoint")
+        truncate(self.run_dir, point.start)
+        for record in point.kept:  # the statistics, the trigger's memory, the timelapse's parts
+            totals.add(record)
+            if self.trigger.decides_after:
+                self.trigger.after_episode(record.episode, record.episode_return)
+            if record.video_reason == "replay_mismatch" and self.trigger.method == "auto":
+                self._buffering = True
+            if record.video is not None:
+                self._filmed.append((record.video, record.episode, record.episode_return))
+        log.info("resuming %s at episode %d of %d", self.run_dir, point.start, self.episodes)
+        return point
 
     def _make_timelapse(self) -> None:
         """``timelapse.<ext>``: the filmed episodes in order, each captioned with its return."""

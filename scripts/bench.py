@@ -5,6 +5,7 @@
     python scripts/bench.py sweep           # issue 5: a 20-job sweep, basic vs joblib launcher
     python scripts/bench.py adaptive        # issue 3: a filmed frame, decided after vs before
     python scripts/bench.py training        # issue 4: experiment=train, five seeds
+    python scripts/bench.py reliability     # issue 6: memory of 100,000 vs 10,000 episodes
 
 Every figure is a whole process (a subprocess), timed from the outside; where start-up is not the
 point it is subtracted by timing a one-step run of the same command. Runs of different commands
@@ -279,14 +280,31 @@ def training(args: argparse.Namespace) -> None:
         )
 
 
+def reliability(args: argparse.Namespace) -> None:
+    """Issue 6: memory stays flat: peak RSS of a 100,000-episode stats-only run vs 10,000."""
+    print("\nStats-only runs (default sinks, actions stored), peak RSS of the process tree:")
+    peaks = {}
+    for episodes in (10_000, 100_000):
+        m = measure(rlrec("trigger=never", f"episodes={episodes}"), track_tree=True)
+        peaks[episodes] = m.peak_mb
+        print(f"  {episodes:7,d} episodes: {m.peak_mb:6.1f} MB   ({m.seconds:.1f} s)")
+    print(f"  100,000 / 10,000 = {peaks[100_000] / peaks[10_000]:.3f}x   (target <= 1.10x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("suite", choices=["core", "sweep", "adaptive", "training"])
+    parser.add_argument("suite", choices=["core", "sweep", "adaptive", "training", "reliability"])
     parser.add_argument("--repeats", type=int, default=3, help="runs of each filming command")
     parser.add_argument("--stats-repeats", type=int, default=5, help="runs of each stats command")
     parser.add_argument("--quick", action="store_true", help="skip Gymnasium's 3.5 GB memory run")
     args = parser.parse_args()
-    suites = {"core": core, "sweep": sweep, "adaptive": adaptive, "training": training}
+    suites = {
+        "core": core,
+        "sweep": sweep,
+        "adaptive": adaptive,
+        "training": training,
+        "reliability": reliability,
+    }
     suites[args.suite](args)
 
 

@@ -39,3 +39,15 @@ class NoisyCartPole(CartPoleEnv):
 
 
 gym.register("NoisyCartPole-v0", entry_point=NoisyCartPole, max_episode_steps=500)
+
+
+class NoiseFrameCartPole(CartPoleEnv):
+    """CartPole filmed as 120x160 noise: frames that compress badly fill a disk quickly."""
+
+    _pixels = np.random.default_rng(0)
+
+    def render(self):
+        return self._pixels.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+
+
+gym.register("NoiseFrameCartPole-v0", entry_point=NoiseFrameCartPole, max_episode_steps=500)

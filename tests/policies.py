@@ -34,3 +34,16 @@ class HookRecorder(BalancePolicy):
 
     def end_episode(self, **episode: Any) -> None:
         self.ends.append(episode)
+
+
+class LateBalancer(BalancePolicy):
+    """Falls over fast for five episodes, then balances: short videos first, then a long one."""
+
+    def __init__(self, observation_space: Any, action_space: Any) -> None:
+        self.episodes = 0
+
+    def reset(self, seed: int) -> None:
+        self.episodes += 1
+
+    def act(self, obs: np.ndarray) -> int:
+        return 0 if self.episodes <= 5 else super().act(obs)

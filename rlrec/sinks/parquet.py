@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 EPISODES_FILE = "episodes.parquet"
 ACTIONS_FILE = "_actions.parquet"
 ACTIONS_SHAPE_KEY = "rlrec.action_shape"
+MERGE_BYTES = 16 * 2**20
 ACTIONS_DTYPE_KEY = "rlrec.action_dtype"
 
 
@@ -56,20 +57,24 @@ class PartFiles:
 
     def merge(self, schema: pa.Schema | None = None) -> None:
         """Merge the parts (a batch of rows at a time) into the target; remove the folder."""
-        schema = schema or self.schema
+        files = sorted(self.folder.glob("part-*.parquet"))
+        schema = schema or self.schema or (pq.read_schema(files[0]) if files else None)
         if schema is not None:
-            files = sorted(self.folder.glob("part-*.parquet"))
             tmp = self.target.with_name(f".{self.target.name}.partial")
             with pq.ParquetWriter(tmp, schema) as writer:
                 pending: list[pa.Table] = []
-                rows = 0
+                rows = size = 0
                 for file in files:
                     # ParquetFile, not read_table: that imports pyarrow.dataset (0.1-0.5 s)
                     pending.append(pq.ParquetFile(file).read())
                     rows += pending[-1].num_rows
-                    if rows >= self.batch_rows:  # never the whole run in memory at once
+                    size += pending[-1].nbytes
+                    # One row group per batch: never the whole run in memory, and action lists
+                    # (large rows) are bounded by bytes as well as by rows.
+                    if rows >= self.batch_rows or size >= MERGE_BYTES:
                         writer.write_table(pa.concat_tables(pending))
-                        pending, rows = [], 0
+                        pending, rows, size = [], 0, 0
+                        pa.default_memory_pool().release_unused()
                 if pending or not files:
                     writer.write_table(
                         pa.concat_tables(pending) if pending else schema.empty_table()
@@ -137,6 +142,7 @@ class ParquetSink:
         self._episodes.write(pa.Table.from_arrays(arrays, schema=self._schema))
         for column in self._columns.values():
             column.clear()
+        pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed pages otherwise
 
     def close(self, summary: dict[str, Any]) -> None:
         self.flush()

@@ -23,6 +23,11 @@ class PlotSink:
         self._returns = array("d")
         self._filmed: list[int] = []
 
+    def restore(self, records: list[EpisodeRecord]) -> None:
+        """A resumed run's earlier episodes, which the curve shows too."""
+        for record in records:
+            self.write(record)
+
     def write(self, record: EpisodeRecord) -> None:
         self._returns.append(record.episode_return)
         if record.video is not None:

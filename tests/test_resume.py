@@ -1,0 +1,94 @@
+"""Resume: an interrupted or killed run, continued, equals one that never stopped."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT, decode, run_cli
+from tests.test_signals import LiveRun
+
+pytestmark = pytest.mark.slow
+
+
+def _table(run_dir):
+    return pd.read_parquet(run_dir / "episodes.parquet").drop(columns=["duration_s"])
+
+
+def _resume(run_dir, *extra):
+    cmd = [sys.executable, str(ROOT / "run.py"), f"resume={run_dir}", *extra]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def _assert_same_run(resumed, reference):
+    assert json.loads((resumed / "summary.json").read_text())["status"] == "complete"
+    pd.testing.assert_frame_equal(_table(resumed), _table(reference))
+    for video in _table(resumed)["video"].dropna():
+        length = int(_table(resumed).set_index("video").loc[video, "length"])
+        assert decode(resumed / video)[0] == length + 1
+    names = sorted(p.name for p in (resumed / "videos").iterdir())
+    assert names == sorted(p.name for p in (reference / "videos").iterdir())
+
+
+@pytest.mark.parametrize(
+    "trigger",
+    [
+        ["trigger=periodic", "trigger.period=7"],
+        ["trigger=adaptive", "trigger.criterion=threshold", "trigger.threshold=40"],
+    ],
+)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
+def test_random_policy_resumes_to_the_uninterrupted_run(tmp_path, trigger, signum):
+    args = [*trigger, "episodes=400", "env.max_episode_steps=60", "sinks.parquet.flush_seconds=0.2"]
+    assert run_cli(args, tmp_path / "reference").code == 0
+    run = LiveRun(tmp_path / "run", *args)
+    run.wait_for_episodes(150)
+    run.stop(signum)
+    run.wait()
+    original = (tmp_path / "run" / ".hydra" / "config.yaml").read_text()
+    result = _resume(tmp_path / "run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    _assert_same_run(tmp_path / "run", tmp_path / "reference")
+    assert (tmp_path / "run" / ".hydra" / "config.yaml").read_text() == original
+    assert (tmp_path / "run" / ".hydra-resume-1" / "overrides.yaml").exists()
+
+
+def test_a_killed_learner_rolls_back_to_its_checkpoint(tmp_path):
+    args = [
+        "policy=qlearning",
+        "trigger=periodic",
+        "trigger.period=100",
+        "episodes=600",
+        "checkpoint_every=50",
+        "sinks.parquet.flush_seconds=0.2",
+    ]
+    assert run_cli(args, tmp_path / "reference").code == 0
+    run = LiveRun(tmp_path / "run", *args)
+    run.wait_for_episodes(260)
+    run.stop(signal.SIGKILL)
+    run.wait()
+    assert any((tmp_path / "run" / "_checkpoints").glob("episode-*"))
+    result = _resume(tmp_path / "run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    _assert_same_run(tmp_path / "run", tmp_path / "reference")
+    tables = [
+        np.load(d / "policy.checkpoint")["q"] for d in (tmp_path / "run", tmp_path / "reference")
+    ]
+    assert np.array_equal(*tables)
+
+
+def test_overrides_that_change_the_run_are_refused(tmp_path):
+    assert run_cli(["trigger=never", "episodes=5"], tmp_path / "run").code == 0
+    refused = _resume(tmp_path / "run", "episodes=9", "seed=3")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "resume:" in refused.stderr and "episodes" in refused.stderr and "seed" in refused.stderr
+    same = _resume(tmp_path / "run", "episodes=5", "sinks.console.every=1")
+    assert same.returncode == 0, same.stderr  # same values, or display only: fine
+    missing = _resume(tmp_path / "nowhere")
+    assert missing.returncode == 2 and "not an rlrec run directory" in missing.stderr
