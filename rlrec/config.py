@@ -13,15 +13,19 @@ from omegaconf.errors import MissingMandatoryValue
 from rlrec.errors import ConfigError
 
 
+#: Video containers keep time in units of 1/fps below 2**16; no player needs more than this.
+MAX_FPS = 1000
+
+
 def validate(cfg: DictConfig) -> None:
     """Check the top-level keys before anything is built; groups check their own in constructors."""
     _int_at_least(cfg, "seed", 0, "pass e.g. seed=0")
     _int_at_least(cfg, "episodes", 1, "pass e.g. episodes=100")
     fps = cfg.video.fps
-    if fps is not None and (not _is_number(fps) or fps <= 0):
+    if fps is not None and (not _is_number(fps) or not 0 < fps <= MAX_FPS):
         raise ConfigError(
             "video.fps",
-            f"must be a number > 0 or null, got {fps!r}",
+            f"must be a number in (0, {MAX_FPS}] or null, got {fps!r}",
             "pass e.g. video.fps=30, or null for the env's render_fps",
         )
     prefix = cfg.video.name_prefix
@@ -91,6 +95,21 @@ def instantiate_node(node: DictConfig, key: str, **kwargs: Any) -> Any:
             f"{target} could not be built from keys {keys}: {_first_line(cause or err)}",
             f"match the keys under {key} to the arguments {target} takes",
         ) from None
+
+
+def check_number(
+    key: str, value: object, low: float, *, integer: bool = False, allow_none: bool = False
+) -> None:
+    """Raise a ``ConfigError`` naming ``key`` unless ``value`` is a number >= ``low``."""
+    if value is None and allow_none:
+        return
+    kind = "an integer" if integer else "a number"
+    ok = (isinstance(value, int) if integer else _is_number(value)) and not isinstance(value, bool)
+    if not ok or value < low:
+        null = " or null" if allow_none else ""
+        raise ConfigError(
+            key, f"must be {kind} >= {low}{null}, got {value!r}", f"pass e.g. {key}={max(low, 1)}"
+        )
 
 
 def _int_at_least(cfg: DictConfig, key: str, low: int, fix: str) -> None:

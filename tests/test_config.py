@@ -83,6 +83,7 @@ def test_all_sinks_at_once():
         (["trigger=periodic", "trigger.period=-5"], "trigger.period"),
         (["video.codec=h264"], "video.codec"),
         (["video.fps=0"], "video.fps"),
+        (["video.fps=65536"], "video.fps"),
         (["video.name_prefix=a/b"], "video.name_prefix"),
         (["policy=custom"], "policy._target_"),
         (["policy=custom", "policy._target_=nowhere.Policy"], "policy._target_"),
@@ -92,6 +93,13 @@ def test_all_sinks_at_once():
         (["seed=-1"], "seed"),
         (["success_threshold=high"], "success_threshold"),
         (["success_threshold=1", "success_key=is_success"], "success_key"),
+        (["sinks.parquet.batch_rows=0"], "sinks.parquet.batch_rows"),
+        (["sinks.parquet.flush_seconds=-1"], "sinks.parquet.flush_seconds"),
+        (["sinks.console.every=0"], "sinks.console.every"),
+        (["sinks=[plot]", "sinks.plot.window=x"], "sinks.plot.window"),
+        (["checkpoint_every=0"], "checkpoint_every"),
+        (["policy=qlearning", "policy.lr=2"], "policy.lr"),
+        (["policy=qlearning", "policy.bins=[1,2]"], "policy.bins"),
     ],
 )
 def test_user_mistakes_name_the_key(tmp_path, overrides, key):

@@ -44,6 +44,10 @@ KEYS = [
     "policy.lr",
     "policy.gamma",
     "policy.epsilon_decay",
+    "checkpoint_every",
+    "sinks.parquet.batch_rows",
+    "sinks.parquet.flush_seconds",
+    "sinks.console.every",
 ]
 
 
@@ -56,7 +60,7 @@ def _override(key: str, value: object) -> str:
 
 
 @settings(
-    max_examples=150,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

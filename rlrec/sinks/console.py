@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from rlrec.config import check_number
 from rlrec.records import EpisodeRecord, RunInfo
 
 
@@ -16,6 +17,7 @@ class ConsoleSink:
     """
 
     def __init__(self, every: int | None = None) -> None:
+        check_number("sinks.console.every", every, 1, integer=True, allow_none=True)
         self.every = every
         self._out = sys.stdout
 

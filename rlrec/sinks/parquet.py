@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rlrec.config import check_number
 from rlrec.records import (
     CONFIG_METADATA_KEY,
     EPISODE_SCHEMA,
@@ -89,9 +90,11 @@ class ParquetSink:
     def __init__(
         self, flush_seconds: float = 1.0, batch_rows: int = 65_536, actions: bool = True
     ) -> None:
+        check_number("sinks.parquet.flush_seconds", flush_seconds, 0)
+        check_number("sinks.parquet.batch_rows", batch_rows, 1, integer=True)
         self.flush_seconds = float(flush_seconds)
         self.batch_rows = int(batch_rows)
-        self.actions = actions
+        self.actions = bool(actions)
 
     def open(self, run: RunInfo) -> None:
         self._run = run

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from rlrec.config import check_number
 from rlrec.records import EpisodeRecord, RunInfo
 
 CURVE_FILE = "learning_curve.png"
@@ -16,7 +17,8 @@ class PlotSink:
     """Keep every return (8 bytes an episode) and draw the learning curve when the run ends."""
 
     def __init__(self, window: int = 100) -> None:
-        self.window = max(1, int(window))
+        check_number("sinks.plot.window", window, 1, integer=True)
+        self.window = window
 
     def open(self, run: RunInfo) -> None:
         self._run = run
