@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from numbers import Real
 from typing import Any
 
@@ -12,9 +13,9 @@ from omegaconf.errors import MissingMandatoryValue
 
 from rlrec.errors import ConfigError
 
-
-#: Video containers keep time in units of 1/fps below 2**16; no player needs more than this.
-MAX_FPS = 1000
+#: The frame rates a video may have: encoders refuse time bases near 0 or of 2**16 and more,
+#: and no player needs anything outside this range.
+MIN_FPS, MAX_FPS = 0.1, 1000
 
 
 def validate(cfg: DictConfig) -> None:
@@ -22,17 +23,17 @@ def validate(cfg: DictConfig) -> None:
     _int_at_least(cfg, "seed", 0, "pass e.g. seed=0")
     _int_at_least(cfg, "episodes", 1, "pass e.g. episodes=100")
     fps = cfg.video.fps
-    if fps is not None and (not _is_number(fps) or not 0 < fps <= MAX_FPS):
+    if fps is not None and (not _is_number(fps) or not MIN_FPS <= fps <= MAX_FPS):
         raise ConfigError(
             "video.fps",
-            f"must be a number in (0, {MAX_FPS}] or null, got {fps!r}",
+            f"must be a number from {MIN_FPS} to {MAX_FPS} or null, got {fps!r}",
             "pass e.g. video.fps=30, or null for the env's render_fps",
         )
     prefix = cfg.video.name_prefix
-    if not isinstance(prefix, str) or not prefix or "/" in prefix or prefix.startswith("."):
+    if not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", prefix):
         raise ConfigError(
             "video.name_prefix",
-            f"must be a plain file-name prefix, got {prefix!r}",
+            f"must be letters, digits, _ . or - (not starting with . or -), got {prefix!r}",
             "pass e.g. video.name_prefix=eval",
         )
     threshold, key = cfg.get("success_threshold"), cfg.get("success_key")
@@ -119,7 +120,8 @@ def _int_at_least(cfg: DictConfig, key: str, low: int, fix: str) -> None:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
+    """A real number, not a bool and not NaN (NaN passes every comparison check unnoticed)."""
+    return isinstance(value, Real) and not isinstance(value, bool) and value == value
 
 
 def _root_cause(err: BaseException) -> str:

@@ -15,11 +15,18 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+# CI runs the same examples every time (a red build should be reproducible); HYPOTHESIS_PROFILE=deep
+# searches far more widely, to be run by hand when the config checks change.
+settings.register_profile("ci", max_examples=60, derandomize=True, deadline=None)
+settings.register_profile("deep", max_examples=1500, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def contract_seed(*keys: int) -> int:

@@ -59,11 +59,7 @@ def _override(key: str, value: object) -> str:
     return f"{key}={str(value).lower() if isinstance(value, bool) else value}"
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(
     key=st.sampled_from(KEYS),
     value=SCALARS,
