@@ -61,14 +61,14 @@ def test_console_prints_every_nth_episode_and_the_summary(tmp_path, monkeypatch)
     assert "success rate" not in text
 
 
-def test_console_shows_about_a_hundred_lines_of_a_long_run(tmp_path, monkeypatch):
+def test_console_prints_every_episode_by_default(tmp_path, monkeypatch):
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
     sink = ConsoleSink()
     sink.open(_run(tmp_path, 1000))
     for i in range(1000):
         sink.write(EpisodeRecord(i, 0, 1.0, 1, 0.1, True, False))
-    assert sum(line.startswith("Episode") for line in out.getvalue().splitlines()) == 100
+    assert sum(line.startswith("Episode") for line in out.getvalue().splitlines()) == 1000
 
 
 def test_console_summary_of_one_episode_says_why_there_is_no_interval(tmp_path, monkeypatch):

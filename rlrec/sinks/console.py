@@ -12,21 +12,20 @@ from rlrec.records import EpisodeRecord, RunInfo
 class ConsoleSink:
     """Print ``Episode 3: 24 steps, return = 24.00`` lines and the run's summary.
 
-    ``every``: a line every ``every`` episodes; null prints every episode of a run of up to 100
-    and about 100 lines of a longer one. A filmed episode's line is always printed.
+    ``every``: a line every ``every`` episodes (1: every episode); a filmed episode's line, which
+    names its video, is always printed.
     """
 
-    def __init__(self, every: int | None = None) -> None:
-        check_number("sinks.console.every", every, 1, integer=True, allow_none=True)
+    def __init__(self, every: int = 1) -> None:
+        check_number("sinks.console.every", every, 1, integer=True)
         self.every = every
         self._out = sys.stdout
 
     def open(self, run: RunInfo) -> None:
         self._run = run
-        self._every = max(1, self.every or run.episodes // 100)
 
     def write(self, record: EpisodeRecord) -> None:
-        if record.episode % self._every and record.video is None:
+        if record.episode % self.every and record.video is None:
             return
         video = f"  -> {record.video}" if record.video else ""
         print(
