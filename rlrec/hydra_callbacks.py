@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlrec.errors import ConfigError
 
-_claimed: dict[str, str] = {}
+_claimed: dict[str, str] = {}  # base folder -> the folder this process created for it
+_resume_records: dict[str, str] = {}  # resumed run -> its record folder in this process
 
 
 def unique_dir(base: str) -> str:
@@ -48,12 +49,12 @@ def record_dir(resume: str | None) -> str:
     """Hydra's record folder: ``.hydra``; a resume keeps it and writes ``.hydra-resume-N``."""
     if not resume:
         return ".hydra"
-    if resume not in _claimed:
+    if resume not in _resume_records:
         taken = {p.name for p in Path(resume).glob(".hydra-resume-*")}
-        _claimed[resume] = next(
+        _resume_records[resume] = next(
             f".hydra-resume-{k}" for k in itertools.count(1) if f".hydra-resume-{k}" not in taken
         )
-    return _claimed[resume]
+    return _resume_records[resume]
 
 
 def register_resolvers() -> None:

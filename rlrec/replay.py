@@ -137,7 +137,9 @@ def replay_to_video(
 def _episode_row(run_dir: Path, episode: int) -> dict[str, Any]:
     import pyarrow.compute as pc
 
-    table = _read(run_dir, "episodes.parquet", "episodes", ["episode", "seed", "obs_digest"])
+    from rlrec.sinks.parquet import read_run_table
+
+    table = read_run_table(run_dir / "episodes.parquet", run_dir / "episodes")
     if table is None:
         raise ReplayError(f"{run_dir} has no episodes.parquet (was the parquet sink off?)")
     rows = table.filter(pc.equal(table["episode"], episode)).to_pylist()
@@ -149,9 +151,9 @@ def _episode_row(run_dir: Path, episode: int) -> dict[str, Any]:
 def _episode_actions(run_dir: Path, episode: int) -> np.ndarray:
     import pyarrow.compute as pc
 
-    from rlrec.sinks.parquet import ACTIONS_DTYPE_KEY, ACTIONS_SHAPE_KEY
+    from rlrec.sinks.parquet import ACTIONS_DTYPE_KEY, ACTIONS_SHAPE_KEY, read_run_table
 
-    table = _read(run_dir, "_actions.parquet", "_actions", ["episode", "actions"])
+    table = read_run_table(run_dir / "_actions.parquet", run_dir / "_actions")
     if table is None:
         raise ReplayError(
             f"the actions of {run_dir} were not stored (sinks.parquet.actions=false,"
@@ -165,19 +167,6 @@ def _episode_actions(run_dir: Path, episode: int) -> np.ndarray:
     dtype = np.dtype(meta[ACTIONS_DTYPE_KEY.encode()].decode())
     flat = rows["actions"][0].values.to_numpy(zero_copy_only=False)
     return flat.astype(dtype, copy=False).reshape(-1, *shape)
-
-
-def _read(run_dir: Path, final: str, parts: str, columns: list[str]) -> Any:
-    """The merged file, or the parts a crashed run left; None if neither exists."""
-    import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
-
-    if (run_dir / final).exists():
-        return pq.read_table(run_dir / final, columns=columns)
-    if (run_dir / parts).is_dir() and any((run_dir / parts).glob("part-*.parquet")):
-        files = sorted(str(p) for p in (run_dir / parts).glob("part-*.parquet"))
-        return ds.dataset(files, format="parquet").to_table(columns=columns)
-    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

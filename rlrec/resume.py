@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -23,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rlrec.errors import ConfigError
 from rlrec.records import EpisodeRecord
+from rlrec.sinks.parquet import read_run_table
 
 CHECKPOINTS_DIR = "_checkpoints"
 #: Overrides that change how a run is shown, not what it records: allowed when resuming.
@@ -71,7 +71,7 @@ class ResumePoint:
 def find_resume_point(run_dir: Path, learns: bool, can_load: bool) -> ResumePoint:
     """The first episode to run: the end of the finished prefix, or, for a learning policy, the
     last checkpoint at or before it (the start of the run if it has none, or cannot load one)."""
-    table = _read_rows(run_dir)
+    table = read_run_table(run_dir / "episodes.parquet", run_dir / "episodes")
     episodes = sorted(table["episode"].to_pylist()) if table is not None else []
     finished = next((i for i, e in enumerate(episodes) if e != i), len(episodes))
     point = ResumePoint(start=finished)
@@ -88,7 +88,7 @@ def truncate(run_dir: Path, start: int) -> None:
     """Keep only episodes before ``start`` on disk: as the first part of a fresh parts folder
     (the Parquet sink appends after it), and drop the videos of the episodes to run again."""
     for final, parts in (("episodes.parquet", "episodes"), ("_actions.parquet", "_actions")):
-        table = _read(run_dir / final, run_dir / parts)
+        table = read_run_table(run_dir / final, run_dir / parts)
         if table is None:
             continue
         kept = table.filter(pc.less(table["episode"], start))
@@ -132,19 +132,6 @@ def _checkpoints(run_dir: Path, up_to: int) -> list[tuple[int, Path]]:
         if episode.isdigit() and int(episode) <= up_to:
             found.append((int(episode), folder))
     return sorted(found)
-
-
-def _read_rows(run_dir: Path) -> pa.Table | None:
-    return _read(run_dir / "episodes.parquet", run_dir / "episodes")
-
-
-def _read(final: Path, parts: Path) -> pa.Table | None:
-    if final.exists():
-        return pq.ParquetFile(final).read()
-    files = sorted(parts.glob("part-*.parquet")) if parts.is_dir() else []
-    if not files:
-        return None
-    return pa.concat_tables([pq.ParquetFile(f).read() for f in files])
 
 
 def _record(row: dict[str, Any]) -> EpisodeRecord:

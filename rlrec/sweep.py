@@ -108,7 +108,10 @@ def summarize_sweep(sweep_dir: Path | str, window: int = 100, plot: bool = True)
     (sweep_dir / MARKDOWN_FILE).write_text(markdown)
     if plot:
         curves = [
-            (_label(dict(zip(group_keys, values, strict=True)), varying), _complete(members))
+            (
+                _label(dict(zip(group_keys, values, strict=True)), varying),
+                [j.returns for j in _complete(members)],
+            )
             for values, members in groups
         ]
         plot_learning_curves(curves, window, sweep_dir / CURVES_FILE)
@@ -160,9 +163,9 @@ def _group(jobs: list[Job], group_keys: list[str]) -> list[tuple[tuple[Any, ...]
     return list(groups.values())
 
 
-def _complete(members: list[Job]) -> list[np.ndarray]:
-    """The returns of the jobs that completed."""
-    return [j.returns for j in members if j.status == "complete" and len(j.returns)]
+def _complete(members: list[Job]) -> list[Job]:
+    """The jobs that completed and left episodes."""
+    return [j for j in members if j.status == "complete" and len(j.returns)]
 
 
 def _label(overrides: dict[str, Any], shown: list[str]) -> str:
@@ -172,8 +175,8 @@ def _label(overrides: dict[str, Any], shown: list[str]) -> str:
 def _group_row(
     values: tuple[Any, ...], members: list[Job], group_keys: list[str]
 ) -> dict[str, Any]:
-    complete = [j for j in members if j.status == "complete" and len(j.returns)]
-    means = np.array([returns.mean() for returns in _complete(members)])
+    complete = _complete(members)
+    means = np.array([j.returns.mean() for j in complete])
     row: dict[str, Any] = dict(zip(group_keys, values, strict=True))
     row |= {
         "n_seeds": len(complete),

@@ -217,6 +217,17 @@ def _column(values: list[Any], type_: pa.DataType) -> pa.Array:
     return pa.Array.from_buffers(type_, n, buffers, null_count=nulls)
 
 
+def read_run_table(final: Path, parts: Path) -> pa.Table | None:
+    """What a run wrote: the merged ``final`` file or, if the run stopped before merging, its
+    whole ``parts``; None if neither exists."""
+    if final.exists():
+        return pq.ParquetFile(final).read()
+    files = sorted(parts.glob("part-*.parquet")) if parts.is_dir() else []
+    if not files:
+        return None
+    return pa.concat_tables([pq.ParquetFile(f).read() for f in files])
+
+
 def _values(record: EpisodeRecord) -> tuple[Any, ...]:
     return (
         record.episode,
