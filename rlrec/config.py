@@ -62,9 +62,41 @@ def validate(cfg: DictConfig) -> None:
             f"must be an integer >= 1 or null, got {every!r}",
             "pass e.g. checkpoint_every=100",
         )
+    _check_parallelism(cfg)
     if not isinstance(cfg.get("sinks"), DictConfig):
         raise ConfigError(
             "sinks", "must name sinks from the sinks group", "pass e.g. 'sinks=[parquet,console]'"
+        )
+
+
+#: ``env.vectorization`` values: Gymnasium's own vector classes, named explicitly (left to itself,
+#: ``make_vec`` picks an env's custom vectorised class, which autoresets without our seeds).
+VECTORIZATION = ("sync", "async")
+
+
+def _check_parallelism(cfg: DictConfig) -> None:
+    """``env.num_envs``, ``env.vectorization``, ``workers`` and ``video.tile``."""
+    num_envs = cfg.env.get("num_envs", 1)
+    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+        raise ConfigError(
+            "env.num_envs", f"must be an integer >= 1, got {num_envs!r}", "pass e.g. env.num_envs=8"
+        )
+    mode = cfg.env.get("vectorization", "sync")
+    if mode not in VECTORIZATION:
+        raise ConfigError(
+            "env.vectorization",
+            f"must be sync or async, got {mode!r}",
+            "pass env.vectorization=sync (cheap envs) or env.vectorization=async (slow envs)",
+        )
+    workers = cfg.get("workers", 1)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(
+            "workers", f"must be an integer >= 1, got {workers!r}", "pass e.g. workers=2"
+        )
+    tile = cfg.video.get("tile", False)
+    if not isinstance(tile, bool):
+        raise ConfigError(
+            "video.tile", f"must be true or false, got {tile!r}", "pass video.tile=true"
         )
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import os
+import signal
+from collections.abc import Iterator
 from typing import Any
 
 import gymnasium as gym
 from gymnasium.envs.registration import load_env_creator
+from gymnasium.vector import AutoresetMode
 from omegaconf import DictConfig, OmegaConf
 
 from rlrec.errors import ConfigError
@@ -16,6 +20,45 @@ from rlrec.errors import ConfigError
 
 def make_env(env_cfg: DictConfig, *, render: bool) -> gym.Env:
     """``gymnasium.make`` from the ``env`` node; ``render`` asks for ``rgb_array`` frames."""
+    env_id, kwargs = _make_kwargs(env_cfg, render)
+    with _config_errors(env_id):
+        env = gym.make(env_id, **kwargs)
+    if render and not _renders_rgb(env.metadata):
+        env.close()
+        raise _cannot_film(env_id)
+    return env
+
+
+def make_vector_env(env_cfg: DictConfig, *, render: bool) -> gym.vector.VectorEnv:
+    """``gymnasium.make_vec`` with ``env.num_envs`` sub-environments, vectorised as
+    ``env.vectorization`` says, and without autoreset: the runner resets each sub-environment
+    itself, with the seed of the episode it runs next."""
+    env_id, kwargs = _make_kwargs(env_cfg, render)
+    mode = env_cfg.get("vectorization", "sync")
+    vector_kwargs: dict[str, Any] = {"autoreset_mode": AutoresetMode.DISABLED}
+    wrappers = []
+    if mode == "async":
+        # Ctrl-C reaches every process of the terminal's group: the sub-environments' processes
+        # leave it to the runner, which stops them in order.
+        wrappers.append(_ignore_sigint)
+    with _config_errors(env_id):
+        return gym.make_vec(
+            env_id,
+            num_envs=env_cfg.num_envs,
+            vectorization_mode=mode,
+            vector_kwargs=vector_kwargs,
+            wrappers=wrappers,
+            **kwargs,
+        )
+
+
+def _ignore_sigint(env: gym.Env) -> gym.Env:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return env
+
+
+def _make_kwargs(env_cfg: DictConfig, render: bool) -> tuple[str, dict[str, Any]]:
+    """The checked id and the keyword arguments ``gymnasium.make`` takes for the ``env`` node."""
     env_id = env_cfg.id
     _check_registered(env_id)
     max_steps = env_cfg.get("max_episode_steps")
@@ -29,15 +72,22 @@ def make_env(env_cfg: DictConfig, *, render: bool) -> gym.Env:
     kwargs: dict[str, Any] = (
         {} if kwargs_cfg is None else OmegaConf.to_container(kwargs_cfg, resolve=True)
     )
+    kwargs["max_episode_steps"] = max_steps
     if render:
         kwargs["render_mode"] = "rgb_array"
         # pygame-based envs draw off-screen for rgb_array; without a display, SDL's default driver
         # only complains (XDG_RUNTIME_DIR). The user's own setting wins.
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    try:
-        if render:
+        with _config_errors(env_id):
             _check_can_film(env_id)
-        env = gym.make(env_id, max_episode_steps=max_steps, **kwargs)
+    return env_id, kwargs
+
+
+@contextlib.contextmanager
+def _config_errors(env_id: str) -> Iterator[None]:
+    """Building the env: a missing package or a rejected keyword is the user's to fix."""
+    try:
+        yield
     except gym.error.DependencyNotInstalled as err:
         raise ConfigError(
             "env.id", f"{env_id} needs a package that is not installed ({err})", _extra_fix(env_id)
@@ -48,10 +98,6 @@ def make_env(env_cfg: DictConfig, *, render: bool) -> gym.Env:
             f"{env_id} rejected its keyword arguments ({err})",
             "remove or rename them",
         ) from None
-    if render and not _renders_rgb(env.metadata):
-        env.close()
-        raise _cannot_film(env_id)
-    return env
 
 
 def _check_can_film(env_id: str) -> None:

@@ -68,10 +68,12 @@ class PolicyHooks:
         )
 
 
-def build_policy(policy_cfg: DictConfig, env: gym.Env) -> Any:
-    """Instantiate the ``policy`` node with the env's spaces."""
+def build_policy(
+    policy_cfg: DictConfig, observation_space: gym.Space, action_space: gym.Space
+) -> Any:
+    """Instantiate the ``policy`` node with an env's spaces."""
     policy = instantiate_node(
-        policy_cfg, "policy", observation_space=env.observation_space, action_space=env.action_space
+        policy_cfg, "policy", observation_space=observation_space, action_space=action_space
     )
     if not callable(getattr(policy, "act", None)):
         raise ConfigError(

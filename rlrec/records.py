@@ -24,6 +24,8 @@ class EpisodeRecord:
     success: bool | None = None
     video_reason: str | None = None
     obs_digest: str = ""
+    env_index: int = 0  # which sub-environment of a vector env ran it
+    worker: int = 0  # which worker process ran it
     actions: list[Any] = field(default_factory=list)
 
 
@@ -54,6 +56,8 @@ EPISODE_SCHEMA = pa.schema(
         pa.field("success", pa.bool_()),
         pa.field("video_reason", pa.string()),
         pa.field("obs_digest", pa.string(), nullable=False),
+        pa.field("env_index", pa.int64(), nullable=False),
+        pa.field("worker", pa.int64(), nullable=False),
         pa.field("env_id", pa.string(), nullable=False),
         pa.field("run_seed", pa.int64(), nullable=False),
         pa.field("job", pa.int64(), nullable=False),
@@ -73,6 +77,8 @@ RECORD_COLUMNS = (
     "success",
     "video_reason",
     "obs_digest",
+    "env_index",
+    "worker",
 )
 
 #: Key of the resolved run config (JSON) in the Parquet file's key-value metadata.

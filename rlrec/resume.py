@@ -147,6 +147,8 @@ def _record(row: dict[str, Any]) -> EpisodeRecord:
         row["success"],
         row["video_reason"],
         row["obs_digest"],
+        row.get("env_index", 0),
+        row.get("worker", 0),
     )
 
 

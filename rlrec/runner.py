@@ -9,17 +9,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 from omegaconf import DictConfig, OmegaConf
 
-from rlrec.codecs import Codec, codec_for
+from rlrec.codecs import codec_for
 from rlrec.config import instantiate_node, validate
 from rlrec.envs import make_env
+from rlrec.errors import ConfigError
 from rlrec.policies import PolicyHooks, build_policy
 from rlrec.records import EpisodeRecord, RunInfo
 from rlrec.replay import ObsDigest, replay
@@ -29,7 +31,9 @@ from rlrec.signals import StopSignals
 from rlrec.sinks import Sink
 from rlrec.stats import RunTotals
 from rlrec.triggers import Trigger
-from rlrec.video import Encoder, VideoWriter
+from rlrec.vector import VectorLoop
+from rlrec.video import Encoder, VideoSettings, VideoWriter
+from rlrec.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -37,42 +41,36 @@ SUMMARY_FILE = "summary.json"
 VIDEOS_DIR = "videos"
 CHECKPOINT_FILE = "policy.checkpoint"
 TIMELAPSE_NAME = "timelapse"
-
-
-@dataclass(frozen=True)
-class VideoSettings:
-    """How filmed episodes are encoded (the top-level ``video`` node, resolved)."""
-
-    codec: Codec
-    fps: float
-    name_prefix: str
-
-    def file_name(self, episode: int) -> str:
-        """``<prefix>-episode-<N>.<ext>``: the contract's name of a filmed episode's video."""
-        return f"{self.name_prefix}-episode-{episode}.{self.codec.extension}"
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Runner:
     """Runs ``episodes`` episodes of one env and policy, filming what the trigger picks."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, job: int = 0) -> None:
+    def __init__(
+        self, cfg: DictConfig, run_dir: Path, job: int = 0, worker: int | None = None
+    ) -> None:
         validate(cfg)
-        self.cfg, self.run_dir, self.job = cfg, Path(run_dir), job
+        self.cfg, self.run_dir, self.job, self.worker = cfg, Path(run_dir), job, worker
         self.seed: int = cfg.seed
         self.episodes: int = cfg.episodes
+        self.num_envs: int = cfg.env.get("num_envs", 1)
+        self.workers: int = cfg.get("workers", 1)
+        #: Episodes run elsewhere (sub-environments, worker processes) and arrive in any order.
+        self.parallel = self.num_envs > 1 or self.workers > 1
         self.trigger: Trigger = instantiate_node(cfg.trigger, "trigger")
         codec = codec_for(cfg.video.codec)
-        self._encoder: Encoder | None = None
-        if self.trigger.films:  # a process: it imports OpenCV while the env and policy are built
-            self._encoder = Encoder()
-            self._encoder.start()
+        self._encoder: Encoder | None = Encoder() if self.trigger.films else None
+        if self._encoder is not None and not self.parallel:
+            self._encoder.start()  # a process: it imports OpenCV while the env and policy are built
         try:
             self.env: gym.Env = make_env(cfg.env, render=self.trigger.films)
         except BaseException:
             self._stop_encoder()
             raise
         try:
-            self.policy = build_policy(cfg.policy, self.env)
+            spaces = self.env.observation_space, self.env.action_space
+            self.policy = build_policy(cfg.policy, *spaces)
             self.hooks = PolicyHooks.of(self.policy)
             self.sinks: list[Sink] = [
                 instantiate_node(node, f"sinks.{name}") for name, node in cfg.sinks.items()
@@ -84,7 +82,9 @@ class Runner:
         fps = cfg.video.fps or self.env.metadata.get("render_fps") or 30
         self.video = VideoSettings(codec, float(fps), cfg.video.name_prefix)
         self._replay_env: gym.Env | None = None
-        self._signals = StopSignals()
+        # A worker process leaves Ctrl-C to the run's process, which stops it with SIGTERM.
+        self.signals = StopSignals((signal.SIGTERM,) if worker is not None else _STOP_SIGNALS)
+        self._in_order = InOrder()
         self._filmed: list[tuple[str, int, float]] = []  # video, episode, return: for timelapses
         # A trigger that decides afterwards films by replay, or (method=buffer, or auto once an
         # episode did not replay exactly) films every episode to a temporary file.
@@ -94,6 +94,8 @@ class Runner:
         self.success_threshold = cfg.get("success_threshold")
         self.success_key = cfg.get("success_key")
         self._success_measured = self.success_threshold is not None or self.success_key is not None
+        if self.parallel:
+            self._check_parallel()
 
     def run(self) -> dict[str, Any]:
         """Run every episode, feed every sink, write ``summary.json``; return the summary."""
@@ -110,7 +112,7 @@ class Runner:
         opened: list[Sink] = []
         status = "failed"
         started = time.perf_counter()
-        stop = self._signals
+        stop = self.signals
         with stop.installed():
             try:
                 point = self._resume(totals) if self.cfg.get("resume") else ResumePoint()
@@ -119,15 +121,13 @@ class Runner:
                     opened.append(sink)
                     if callable(getattr(sink, "restore", None)):  # e.g. the plot's earlier curve
                         sink.restore(point.kept)
-                for episode in range(point.start, self.episodes):
-                    stop.check()
-                    record = self.run_episode(episode)
-                    totals.add(record)
-                    if record.video is not None:
-                        self._filmed.append((record.video, record.episode, record.episode_return))
-                    for sink in opened:
-                        sink.write(record)
-                    self._checkpoint(episode + 1, opened)
+                records = self._records(point.start)
+                try:
+                    for record in records:
+                        self._accept(record, totals, opened)
+                finally:
+                    records.close()  # stops the workers or the vector env: nothing left running
+                    self._accept_rest(totals, opened)
                 stop.check()
                 status = "complete"
             except KeyboardInterrupt:
@@ -137,6 +137,112 @@ class Runner:
                 summary = self._summary(status, totals, time.perf_counter() - started)
                 self._close(opened, summary)
         return summary
+
+    def _accept(self, record: EpisodeRecord, totals: RunTotals, sinks: list[Sink]) -> None:
+        """Count a finished episode and hand it to every sink."""
+        totals.add(record)
+        if record.video is not None:
+            self._filmed.append((record.video, record.episode, record.episode_return))
+        for sink in sinks:
+            sink.write(record)
+        self._checkpoint(record.episode + 1, sinks)
+
+    def _accept_rest(self, totals: RunTotals, sinks: list[Sink]) -> None:
+        """After a stop or a crash, the episodes that finished after one still missing: written
+        too, so that every finished episode is readable (a resume runs the missing ones again)."""
+        rest = self._in_order.rest()
+        for record in rest:
+            try:
+                self._accept(record, totals, sinks)
+            except Exception:
+                log.exception("could not record episode %d", record.episode)
+                return
+
+    def _records(self, start: int) -> Iterator[EpisodeRecord]:
+        """The run's finished episodes from ``start`` on, in order."""
+        todo = range(start, self.episodes)
+        if not self.parallel:
+            yield from self.run_episodes(todo)
+            return
+        if self.workers > 1:
+            pool = WorkerPool(self._worker_config(), self.run_dir, self.job, self.workers, todo)
+            source = pool.records(self.signals)
+        else:
+            pool, source = None, self.run_episodes(todo)
+        self._in_order.expect(start)
+        try:
+            for record in source:
+                for ready in self._in_order.push(record):
+                    if self.trigger.decides_after:  # in episode order, as a sequential run would
+                        self._settle_video(ready, None, live=False)
+                    yield ready
+        finally:
+            source.close()
+            for record in pool.drained if pool is not None else ():
+                self._in_order.push(record)  # finished while the workers stopped: kept
+
+    def run_episodes(self, indices: Iterable[int]) -> Iterator[EpisodeRecord]:
+        """Run the episodes ``indices`` in this process: one after another, or with
+        ``env.num_envs`` sub-environments ``num_envs`` at a time, yielded as they end."""
+        if self.num_envs == 1:
+            for episode in indices:
+                self.signals.check()
+                yield self.run_episode(episode)
+            return
+        tile = self.video.name_prefix + "-tiled"
+        if self.worker is not None:  # one grid video per worker process
+            tile += f"-worker-{self.worker}"
+        loop = VectorLoop(
+            self.cfg,
+            self.run_dir,
+            self.trigger,
+            self.video,
+            self.signals,
+            self._success,
+            self.success_key,
+            tile,
+        )
+        try:
+            yield from loop.run(indices, self.seed)
+        finally:
+            loop.close()
+
+    def _worker_config(self) -> dict[str, Any]:
+        """The config a worker process runs: no sinks (the run's process has them), and no
+        trigger that decides afterwards (the run's process decides, in order, and replays)."""
+        config = OmegaConf.to_container(self.cfg, resolve=True)
+        config["workers"] = 1
+        config["sinks"] = {}
+        config["resume"] = None
+        config["video"]["timelapse"] = False
+        if self.trigger.decides_after:
+            config["trigger"] = {"_target_": "rlrec.triggers.Never"}
+        return config
+
+    def _check_parallel(self) -> None:
+        """What sub-environments and worker processes cannot do, refused before anything runs."""
+        key = "workers" if self.workers > 1 else "env.num_envs"
+        if self._learns:
+            raise ConfigError(
+                key,
+                f"{self.cfg.policy._target_} learns (it has update or end_episode), and "
+                "episodes run side by side would each teach it out of order or teach separate "
+                "copies",
+                "train with env.num_envs=1 workers=1; use parallel runs to evaluate",
+            )
+        if self.trigger.decides_after and self.trigger.method == "buffer":
+            raise ConfigError(
+                "trigger.method",
+                "buffer films every episode to a temporary file in the process that runs it; "
+                "with sub-environments or workers the decision is made elsewhere",
+                "use trigger.method=replay (or auto) with env.num_envs or workers",
+            )
+        if self.trigger.decides_after and self.cfg.video.get("tile"):
+            raise ConfigError(
+                "video.tile",
+                "a grid video is filmed while the episodes run, and this trigger decides after",
+                "use video.tile=true with trigger=every or trigger=periodic",
+            )
 
     def run_episode(self, episode: int) -> EpisodeRecord:
         """Run one episode from its contract seed; film it if the trigger says so."""
@@ -156,7 +262,7 @@ class Runner:
         observe(obs)
         episode_return, length = 0.0, 0
         started = time.perf_counter()
-        self._signals.in_episode = True  # a signal may stop the steps at once: nothing to corrupt
+        self.signals.in_episode = True  # a signal may stop the steps at once: nothing to corrupt
         try:
             if writer is not None:
                 writer.add(render())
@@ -186,7 +292,7 @@ class Runner:
                 writer.abort()  # never leave a half-written file under a final name
             raise
         finally:
-            self._signals.in_episode = False
+            self.signals.in_episode = False
         duration = time.perf_counter() - started
         if hooks.end_episode is not None:
             hooks.end_episode(episode=episode, episode_return=episode_return, length=length)
@@ -202,7 +308,7 @@ class Runner:
             self._success(episode_return, info),
             None,
             digest.hexdigest(),
-            actions,
+            actions=actions,
         )
         self._settle_video(record, writer, live)
         return record
@@ -240,7 +346,7 @@ class Runner:
             return
         writer.abort()
         record.video_reason = "replay_mismatch"
-        fallback = self.trigger.method == "auto"
+        fallback = self.trigger.method == "auto" and not self.parallel
         log.warning(
             "episode %d of %s did not replay exactly, so it has no video%s",
             record.episode,
@@ -350,12 +456,43 @@ class Runner:
                 log.exception("the timelapse failed")
                 errors.append(err)
         write_summary(self.run_dir, summary)
+        self.release()
+        if errors and summary["status"] == "complete":
+            raise errors[0]
+
+    def release(self) -> None:
+        """Stop the encoder and close the envs."""
         self._stop_encoder()
         if self._replay_env is not None:
             self._replay_env.close()
         self.env.close()
-        if errors and summary["status"] == "complete":
-            raise errors[0]
+
+
+class InOrder:
+    """Puts records that arrive in any order back in episode order."""
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._waiting: dict[int, EpisodeRecord] = {}
+
+    def expect(self, episode: int) -> None:
+        """The first episode to come."""
+        self._next = episode
+
+    def push(self, record: EpisodeRecord) -> list[EpisodeRecord]:
+        """Take ``record`` in; return the records now due, in order."""
+        self._waiting[record.episode] = record
+        ready = []
+        while self._next in self._waiting:
+            ready.append(self._waiting.pop(self._next))
+            self._next += 1
+        return ready
+
+    def rest(self) -> list[EpisodeRecord]:
+        """What is still waiting (an earlier episode never came), in order; then nothing."""
+        rest = [self._waiting[e] for e in sorted(self._waiting)]
+        self._waiting.clear()
+        return rest
 
 
 def record(cfg: DictConfig, run_dir: Path | str, job: int = 0) -> dict[str, Any]:

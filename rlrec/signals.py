@@ -27,7 +27,8 @@ class Interrupted(KeyboardInterrupt):
 class StopSignals:
     """Catches SIGINT and SIGTERM for the duration of a run (in the main thread only)."""
 
-    def __init__(self) -> None:
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
+        self.signals = signals
         self.in_episode = False  # the runner sets it around an episode's steps
         self.pending: int | None = None
 
@@ -42,7 +43,7 @@ class StopSignals:
         if threading.current_thread() is not threading.main_thread():
             yield self  # signals can only be handled in the main thread; a worker's parent does
             return
-        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: signal.signal(s, self._handle) for s in self.signals}
         try:
             yield self
         finally:

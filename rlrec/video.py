@@ -20,11 +20,26 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rlrec.codecs import Codec
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """How filmed episodes are encoded (the top-level ``video`` node, resolved)."""
+
+    codec: Codec
+    fps: float
+    name_prefix: str
+
+    def file_name(self, episode: int) -> str:
+        """``<prefix>-episode-<N>.<ext>``: the contract's name of a filmed episode's video."""
+        return f"{self.name_prefix}-episode-{episode}.{self.codec.extension}"
+
 
 #: Frames the episode may run ahead of the encoder; bounds memory whatever the episode length.
 SLOTS = 16

@@ -241,6 +241,8 @@ def _values(record: EpisodeRecord) -> tuple[Any, ...]:
         record.success,
         record.video_reason,
         record.obs_digest,
+        record.env_index,
+        record.worker,
     )
 
 

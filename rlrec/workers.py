@@ -1,0 +1,187 @@
+"""Worker processes: ``workers=K`` shares a run's episodes among K processes.
+
+Worker ``w`` runs every K-th episode (``w``, ``w + K``, ...) with an env (or vector env) and an
+encoder of its own, and sends its finished episodes to the run's process in batches; that process
+puts them in order and owns every sink, the trigger's memory and the summary. Workers are started
+with ``spawn``: a forked child would inherit the parent's pipes (an encoder's input among them, so
+that encoder would never see its end) and whatever threads the user's code had started.
+
+Ctrl-C reaches every process of the terminal's group: workers ignore SIGINT and the run's process
+stops them with SIGTERM, which ends a worker's episode in progress (its partial video deleted) and
+sends what it finished. A worker whose parent dies exits at its next batch.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue as queues
+import signal
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from rlrec.errors import ConfigError
+from rlrec.records import EpisodeRecord
+from rlrec.signals import StopSignals
+
+#: A worker sends its finished episodes at least this often (seconds) ...
+FLUSH_SECONDS = 0.1
+#: ... or once it has this many: the parent reads few large messages rather than many small ones.
+BATCH_EPISODES = 256
+#: How long a stopped worker has to send what it finished before it is killed.
+STOP_TIMEOUT = 10.0
+
+
+class WorkerError(RuntimeError):
+    """A worker failed on something that is not the user's config; carries its traceback."""
+
+
+class WorkerPool:
+    """K worker processes running ``episodes`` of one run; ``records()`` yields what they finish
+    (in the order it arrives); after a stop, ``drained`` holds what came in while stopping."""
+
+    def __init__(
+        self, config: dict[str, Any], run_dir: Path, job: int, workers: int, episodes: range
+    ) -> None:
+        self.config, self.run_dir, self.job = config, run_dir, job
+        self.workers, self.episodes = workers, episodes
+        self.drained: list[EpisodeRecord] = []
+
+    def records(self, signals: StopSignals) -> Iterator[EpisodeRecord]:
+        context = mp.get_context("spawn")
+        inbox = context.Queue()
+        procs = [
+            context.Process(
+                target=work,
+                args=(
+                    self.config,
+                    str(self.run_dir),
+                    self.job,
+                    w,
+                    self.episodes[w :: self.workers],
+                ),
+                kwargs={"outbox": inbox},
+                name=f"rlrec-worker-{w}",
+                daemon=True,
+            )
+            for w in range(self.workers)
+        ]
+        for proc in procs:
+            proc.start()
+        running = set(range(self.workers))
+        try:
+            quiet = 0
+            while running:
+                signals.check()
+                try:
+                    kind, worker, payload = inbox.get(timeout=0.2)
+                except queues.Empty:
+                    quiet += 1
+                    _check_alive(procs, running, quiet)
+                    continue
+                quiet = 0
+                if kind == "records":
+                    yield from payload
+                elif kind == "done":
+                    running.discard(worker)
+                else:
+                    running.discard(worker)
+                    raise _rebuild(kind, payload)
+        finally:
+            self._stop(procs, running, inbox)
+
+    def _stop(self, procs: list[mp.Process], running: set[int], inbox: mp.Queue) -> None:
+        """SIGTERM the workers still running; keep what they send until each says it is done."""
+        for w in running:
+            if procs[w].is_alive():
+                procs[w].terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while running and time.monotonic() < deadline:
+            try:
+                kind, worker, payload = inbox.get(timeout=0.2)
+            except queues.Empty:
+                running -= {w for w in running if not procs[w].is_alive()}
+                continue
+            if kind == "records":
+                self.drained.extend(payload)
+            else:
+                running.discard(worker)
+        for proc in procs:
+            proc.join(timeout=STOP_TIMEOUT)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        inbox.close()
+
+
+def work(
+    config: dict[str, Any], run_dir: str, job: int, worker: int, episodes: range, outbox: mp.Queue
+) -> None:
+    """A worker process: run ``episodes`` and send the records, then "done" (or the error)."""
+    from rlrec.runner import Runner  # here: the runner imports this module
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's process's to handle
+    parent = mp.parent_process()
+    batch: list[EpisodeRecord] = []
+    ending: tuple[str, int, Any] = ("done", worker, None)
+    try:
+        runner = Runner(OmegaConf.create(config), Path(run_dir), job, worker=worker)
+        try:
+            with runner.signals.installed():
+                sent = time.monotonic()
+                for record in runner.run_episodes(episodes):
+                    record.worker = worker
+                    record.actions = _compact(record.actions)
+                    batch.append(record)
+                    now = time.monotonic()
+                    if len(batch) >= BATCH_EPISODES or now - sent >= FLUSH_SECONDS:
+                        if parent is not None and not parent.is_alive():
+                            return  # nobody to send to; the encoder drops its partial file
+                        outbox.put(("records", worker, batch))
+                        batch, sent = [], now
+        finally:
+            runner.release()
+    except KeyboardInterrupt:
+        pass  # stopped by the run's process: what was finished is sent below
+    except ConfigError as err:
+        ending = ("config", worker, (err.key, err.problem, err.fix))
+    except OSError as err:
+        ending = ("oserror", worker, (err.errno, f"{err.strerror or err}"))
+    except BaseException as err:
+        text = "".join(traceback.format_exception(err))
+        ending = ("error", worker, f"worker {worker} failed: {type(err).__name__}: {err}\n{text}")
+    if batch:
+        outbox.put(("records", worker, batch))
+    outbox.put(ending)
+
+
+def _compact(actions: list[Any]) -> Any:
+    """An episode's actions as one array (one buffer to pickle, not an object per step)."""
+    try:
+        array = np.asarray(actions)
+    except ValueError:  # ragged: keep the list
+        return actions
+    return array if array.dtype != object else actions
+
+
+def _rebuild(kind: str, payload: Any) -> BaseException:
+    """The worker's error, as the same kind of exception in the run's process."""
+    if kind == "config":
+        return ConfigError(*payload)
+    if kind == "oserror":
+        return OSError(*payload)
+    return WorkerError(payload)
+
+
+def _check_alive(procs: list[mp.Process], running: set[int], quiet: int) -> None:
+    """A worker that died without a word (killed, out of memory) fails the run."""
+    for w in running:
+        code = procs[w].exitcode
+        # exit 0 without "done" cannot happen, unless its last message is still on the way
+        if code is not None and (code != 0 or quiet > 5):
+            raise WorkerError(f"worker {w} exited with code {code} before finishing its episodes")
