@@ -172,14 +172,15 @@ class Runner:
         self._in_order.expect(start)
         try:
             for record in source:
-                for ready in self._in_order.push(record):
+                self._in_order.add(record)
+                for ready in self._in_order.due():
                     if self.trigger.decides_after:  # in episode order, as a sequential run would
                         self._settle_video(ready, None, live=False)
                     yield ready
         finally:
             source.close()
             for record in pool.drained if pool is not None else ():
-                self._in_order.push(record)  # finished while the workers stopped: kept
+                self._in_order.add(record)  # finished while the workers stopped: kept
 
     def run_episodes(self, indices: Iterable[int]) -> Iterator[EpisodeRecord]:
         """Run the episodes ``indices`` in this process: one after another, or with
@@ -479,14 +480,15 @@ class InOrder:
         """The first episode to come."""
         self._next = episode
 
-    def push(self, record: EpisodeRecord) -> list[EpisodeRecord]:
-        """Take ``record`` in; return the records now due, in order."""
+    def add(self, record: EpisodeRecord) -> None:
+        """Take ``record`` in."""
         self._waiting[record.episode] = record
-        ready = []
+
+    def due(self) -> Iterator[EpisodeRecord]:
+        """The records whose turn it is, in order (each handed out once)."""
         while self._next in self._waiting:
-            ready.append(self._waiting.pop(self._next))
             self._next += 1
-        return ready
+            yield self._waiting.pop(self._next - 1)
 
     def rest(self) -> list[EpisodeRecord]:
         """What is still waiting (an earlier episode never came), in order; then nothing."""

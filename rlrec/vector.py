@@ -129,6 +129,8 @@ class VectorLoop:
                     actions = concatenate(self._space, chosen, self._actions)
                 obs, rewards, terminated, truncated, infos = step(actions)
                 done = terminated | truncated
+                if self._tile and any(r is not None and r.filmed for r in running):
+                    tile = self._add_tile(running, tile)  # before resets: each final state shows
                 frames = self._frames([i for i, r in enumerate(running) if r and r.writer])
                 for i, r in enumerate(running):
                     if r is None:
@@ -147,8 +149,6 @@ class VectorLoop:
                     seeds = self._assign(todo, running, ended, seed)
                     obs, _ = self.vec.reset(seed=seeds, options={"reset_mask": done})
                     tile = self._start(running, ended, obs, tile)
-                if self._tile and any(r is not None and r.filmed for r in running):
-                    tile = self._add_tile(running, tile)
                 if finished:
                     signals.in_episode = False  # yield only between steps
                     yield from finished
@@ -158,15 +158,25 @@ class VectorLoop:
             if tile is not None:
                 tile.close()
                 tile = None
+        except GeneratorExit:  # the caller stopped taking episodes
+            self._abort(running, tile)
+            raise
         except BaseException:
-            for r in running:
-                if r is not None and r.writer is not None:
-                    r.writer.abort()  # never leave a half-written file under a final name
-            if tile is not None:
-                tile.abort()
+            signals.in_episode = False
+            self._abort(running, tile)
+            yield from finished  # ended (their videos complete) before the stop: not lost
             raise
         finally:
             signals.in_episode = False
+
+    @staticmethod
+    def _abort(running: list[_Running | None], tile: VideoWriter | None) -> None:
+        """Drop the videos in progress: never a half-written file under a final name."""
+        for r in running:
+            if r is not None and r.writer is not None:
+                r.writer.abort()
+        if tile is not None:
+            tile.abort()
 
     def close(self) -> None:
         for encoder in self._encoders:

@@ -1,8 +1,11 @@
 """Worker processes: ``workers=K`` shares a run's episodes among K processes.
 
-Worker ``w`` runs every K-th episode (``w``, ``w + K``, ...) with an env (or vector env) and an
-encoder of its own, and sends its finished episodes to the run's process in batches; that process
-puts them in order and owns every sink, the trigger's memory and the summary. Workers are started
+Each worker takes the next chunk of consecutive episodes from a shared queue whenever it needs
+work, runs them with an env (or vector env) and an encoder of its own, and sends the finished
+episodes to the run's process in batches; that process puts them in order and owns every sink, the
+trigger's memory and the summary. Chunks are taken as workers free up, not dealt out in advance:
+filmed episodes cost far more than the others, and a fixed deal (every K-th episode to the same
+worker, say) would give one worker every film of ``trigger.period=K``. Workers are started
 with ``spawn``: a forked child would inherit the parent's pipes (an encoder's input among them, so
 that encoder would never see its end) and whatever threads the user's code had started.
 
@@ -33,6 +36,8 @@ from rlrec.signals import StopSignals
 FLUSH_SECONDS = 0.1
 #: ... or once it has this many: the parent reads few large messages rather than many small ones.
 BATCH_EPISODES = 256
+#: Most episodes in one chunk of work: small enough that workers finish together.
+CHUNK_EPISODES = 64
 #: How long a stopped worker has to send what it finished before it is killed.
 STOP_TIMEOUT = 10.0
 
@@ -54,20 +59,18 @@ class WorkerPool:
 
     def records(self, signals: StopSignals) -> Iterator[EpisodeRecord]:
         context = mp.get_context("spawn")
-        inbox = context.Queue()
+        inbox, tasks = context.Queue(), context.Queue()
+        for chunk in _chunks(self.episodes, self.workers):
+            tasks.put(chunk)
+        for _ in range(self.workers):
+            tasks.put(None)  # no more work
         procs = [
             context.Process(
                 target=work,
-                args=(
-                    self.config,
-                    str(self.run_dir),
-                    self.job,
-                    w,
-                    self.episodes[w :: self.workers],
-                ),
-                kwargs={"outbox": inbox},
+                args=(self.config, str(self.run_dir), self.job, w),
+                kwargs={"tasks": tasks, "outbox": inbox},
                 name=f"rlrec-worker-{w}",
-                daemon=True,
+                daemon=False,  # a worker may start processes of its own (async sub-envs)
             )
             for w in range(self.workers)
         ]
@@ -93,9 +96,11 @@ class WorkerPool:
                     running.discard(worker)
                     raise _rebuild(kind, payload)
         finally:
-            self._stop(procs, running, inbox)
+            self._stop(procs, running, inbox, tasks)
 
-    def _stop(self, procs: list[mp.Process], running: set[int], inbox: mp.Queue) -> None:
+    def _stop(
+        self, procs: list[mp.Process], running: set[int], inbox: mp.Queue, tasks: mp.Queue
+    ) -> None:
         """SIGTERM the workers still running; keep what they send until each says it is done."""
         for w in running:
             if procs[w].is_alive():
@@ -117,12 +122,15 @@ class WorkerPool:
                 proc.kill()
                 proc.join()
         inbox.close()
+        tasks.cancel_join_thread()  # chunks nobody took: nothing to wait for
+        tasks.close()
 
 
 def work(
-    config: dict[str, Any], run_dir: str, job: int, worker: int, episodes: range, outbox: mp.Queue
+    config: dict[str, Any], run_dir: str, job: int, worker: int, tasks: mp.Queue, outbox: mp.Queue
 ) -> None:
-    """A worker process: run ``episodes`` and send the records, then "done" (or the error)."""
+    """A worker process: run the episodes of the chunks it takes from ``tasks``; send the
+    records, then "done" (or the error)."""
     from rlrec.runner import Runner  # here: the runner imports this module
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's process's to handle
@@ -134,7 +142,7 @@ def work(
         try:
             with runner.signals.installed():
                 sent = time.monotonic()
-                for record in runner.run_episodes(episodes):
+                for record in runner.run_episodes(_take(tasks)):
                     record.worker = worker
                     record.actions = _compact(record.actions)
                     batch.append(record)
@@ -158,6 +166,19 @@ def work(
     if batch:
         outbox.put(("records", worker, batch))
     outbox.put(ending)
+
+
+def _chunks(episodes: range, workers: int) -> Iterator[tuple[int, int]]:
+    """``episodes`` as (start, stop) chunks: at least 32 per worker, at most CHUNK_EPISODES long."""
+    size = max(1, min(CHUNK_EPISODES, len(episodes) // (workers * 32)))
+    for start in range(episodes.start, episodes.stop, size):
+        yield start, min(start + size, episodes.stop)
+
+
+def _take(tasks: mp.Queue) -> Iterator[int]:
+    """The episodes of the chunks this worker takes, one chunk whenever it needs more."""
+    while (chunk := tasks.get()) is not None:
+        yield from range(*chunk)
 
 
 def _compact(actions: list[Any]) -> Any:

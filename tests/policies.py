@@ -47,3 +47,42 @@ class LateBalancer(BalancePolicy):
 
     def act(self, obs: np.ndarray) -> int:
         return 0 if self.episodes <= 5 else super().act(obs)
+
+
+class BatchBalancePolicy(BalancePolicy):
+    """``BalancePolicy`` that also acts on a vector env's whole batch at once."""
+
+    def __init__(self, observation_space: Any, action_space: Any) -> None:
+        self.batches = 0
+
+    def act_batch(self, obs: np.ndarray) -> np.ndarray:
+        self.batches += 1
+        return (obs[:, 2] + 0.5 * obs[:, 3] > 0).astype(np.int64)
+
+
+class FailsInWorker(BalancePolicy):
+    """Balances, but in worker process ``worker`` fails at its ``after``-th episode: by raising,
+    or by killing its own process (``how=kill``), as an out-of-memory kill would."""
+
+    def __init__(
+        self,
+        observation_space: Any,
+        action_space: Any,
+        worker: int = 1,
+        after: int = 3,
+        how="raise",
+    ) -> None:
+        import multiprocessing
+
+        self.armed = multiprocessing.current_process().name == f"rlrec-worker-{worker}"
+        self.after, self.how, self.episodes = after, how, 0
+
+    def reset(self, seed: int) -> None:
+        self.episodes += 1
+        if self.armed and self.episodes > self.after:
+            if self.how == "kill":
+                import os
+                import signal
+
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError("the policy broke")

@@ -1,0 +1,270 @@
+"""Vector environments and worker processes: the same rows as the sequential run, only faster."""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+import rlrec
+from rlrec.records import EPISODE_SCHEMA
+from tests.conftest import ROOT, decode, plain_loop, run_cli
+from tests.policies import BalancePolicy
+
+COMPARED = ["episode", "seed", "return", "length", "terminated", "truncated"]
+BALANCE = "policy._target_=tests.policies.BalancePolicy"
+BATCH_BALANCE = "policy._target_=tests.policies.BatchBalancePolicy"
+
+
+def _run(tmp_path: Path, name: str, *overrides: str) -> pd.DataFrame:
+    result = rlrec.run(["trigger=never", "sinks=[parquet]", *overrides], run_dir=tmp_path / name)
+    assert result.summary["status"] == "complete"
+    return result.episodes.to_pandas()
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
+    """The sequential runs every parallel run must equal (7 episodes: 2, 3 and 4 do not divide)."""
+    tmp = tmp_path_factory.mktemp("sequential")
+    return {
+        "random": _run(tmp, "random", "episodes=7"),
+        "balance": _run(tmp, "balance", "episodes=7", "policy=custom", BALANCE),
+    }
+
+
+@pytest.mark.parametrize(
+    ("num_envs", "vectorization", "workers", "policy"),
+    [
+        (3, "sync", 1, "random"),
+        (4, "async", 1, "random"),
+        (1, "sync", 2, "random"),
+        (2, "sync", 3, "random"),
+        (2, "async", 2, "balance"),
+        (3, "sync", 1, "balance"),
+        (3, "async", 1, "batch"),
+    ],
+)
+def test_rows_equal_the_sequential_run(
+    tmp_path: Path,
+    sequential: dict[str, pd.DataFrame],
+    num_envs: int,
+    vectorization: str,
+    workers: int,
+    policy: str,
+) -> None:
+    chosen = {"random": [], "balance": ["policy=custom", BALANCE]}.get(
+        policy, ["policy=custom", BATCH_BALANCE]
+    )
+    rows = _run(
+        tmp_path,
+        "parallel",
+        "episodes=7",
+        f"env.num_envs={num_envs}",
+        f"env.vectorization={vectorization}",
+        f"workers={workers}",
+        *chosen,
+    )
+    expected = sequential["balance" if policy == "batch" else policy]
+    assert list(rows["episode"]) == list(range(7))  # every episode once, in order
+    pd.testing.assert_frame_equal(rows[COMPARED], expected[COMPARED])
+    assert list(rows["obs_digest"]) == list(expected["obs_digest"])  # every observation equal
+    act = BalancePolicy(None, None).act if policy != "random" else None
+    independent = pd.DataFrame(plain_loop("CartPole-v1", 0, 7, act=act))
+    pd.testing.assert_frame_equal(rows[COMPARED], independent[COMPARED])
+    assert set(rows["worker"]) <= set(range(workers))
+    if workers == 1:  # in one process, which sub-env runs what follows from the lengths
+        assert set(rows["env_index"]) == set(range(num_envs))
+    else:  # workers take chunks of episodes as they free up
+        assert set(rows["env_index"]) <= set(range(num_envs))
+    table = pq.read_table(tmp_path / "parallel" / "episodes.parquet")
+    for name in ("env_index", "worker"):
+        assert table.schema.field(name).type == EPISODE_SCHEMA.field(name).type
+
+
+def test_more_sub_environments_and_workers_than_episodes(tmp_path: Path) -> None:
+    rows = _run(tmp_path, "few", "episodes=2", "env.num_envs=5", "workers=3")
+    expected = pd.DataFrame(plain_loop("CartPole-v1", 0, 2))
+    pd.testing.assert_frame_equal(rows[COMPARED], expected[COMPARED])
+    assert set(rows["worker"]) <= {0, 1, 2}  # one worker, at least, had nothing to run
+
+
+def test_pendulum_box_actions_in_a_vector_env(tmp_path: Path) -> None:
+    rows = _run(tmp_path, "pendulum", "env=pendulum", "episodes=3", "env.num_envs=2")
+    expected = pd.DataFrame(plain_loop("Pendulum-v1", 0, 3))
+    pd.testing.assert_frame_equal(rows[COMPARED], expected[COMPARED])
+
+
+def test_films_from_other_sub_environments_and_workers(tmp_path: Path) -> None:
+    result = run_cli(
+        ["trigger=every", "episodes=6", "env.num_envs=2", "workers=2", "policy=custom", BALANCE],
+        tmp_path / "run",
+    )
+    assert result.code == 0, result.proc.stderr
+    rows = pd.read_parquet(tmp_path / "run" / "episodes.parquet")
+    assert len(rows) == 6
+    assert {(1, 1), (0, 1), (1, 0)} <= set(zip(rows["env_index"], rows["worker"], strict=True))
+    for row in rows.itertuples():
+        assert row.video == f"videos/eval-episode-{row.episode}.mp4"
+        frames, fps, size = decode(tmp_path / "run" / row.video)
+        assert (frames, fps, size) == (row.length + 1, 50, (600, 400))
+    videos = sorted(p.name for p in (tmp_path / "run" / "videos").iterdir())
+    assert videos == [f"eval-episode-{e}.mp4" for e in range(6)]  # nothing temporary left
+
+
+def test_async_films_only_the_triggered_episodes(tmp_path: Path) -> None:
+    result = rlrec.run(
+        [
+            *("trigger=periodic", "trigger.period=3", "episodes=7", "env.num_envs=3"),
+            *("env.vectorization=async", "sinks=[parquet]"),
+        ],
+        run_dir=tmp_path / "run",
+    )
+    rows = result.episodes.to_pandas()
+    filmed = rows.dropna(subset=["video"])
+    assert list(filmed["episode"]) == [0, 3, 6]
+    assert set(filmed["video_reason"]) == {"periodic"}
+    for row in filmed.itertuples():
+        assert decode(tmp_path / "run" / row.video)[:2] == (row.length + 1, 50)
+
+
+def _grid_steps(lengths: list[int], n: int) -> int:
+    """Vector steps until every episode has ended: each sub-env takes the next episode when its
+    own ends (lower sub-env index first when several end together)."""
+    free = [(0, i) for i in range(n)]  # (step at which the sub-env is free, its index)
+    end = 0
+    for length in lengths:
+        start, i = heapq.heappop(free)
+        end = max(end, start + length)
+        heapq.heappush(free, (start + length, i))
+    return end
+
+
+def test_tile_films_every_sub_environment_in_one_grid(tmp_path: Path) -> None:
+    result = run_cli(
+        ["trigger=every", "episodes=6", "env.num_envs=4", "video.tile=true", "sinks=[parquet]"],
+        tmp_path / "run",
+    )
+    assert result.code == 0, result.proc.stderr
+    rows = pd.read_parquet(tmp_path / "run" / "episodes.parquet")
+    assert set(rows["video"]) == {"videos/eval-tiled.mp4"}
+    assert [p.name for p in (tmp_path / "run" / "videos").iterdir()] == ["eval-tiled.mp4"]
+    frames, fps, size = decode(tmp_path / "run" / "videos" / "eval-tiled.mp4")
+    # the reset frames, then one grid a step: a 2 x 2 grid of 600 x 400 frames
+    assert (frames, fps, size) == (1 + _grid_steps(list(rows["length"]), 4), 50, (1200, 800))
+
+
+def test_adaptive_films_the_same_episodes_as_the_sequential_run(tmp_path: Path) -> None:
+    base = ["trigger=adaptive", "trigger.criterion=best", "episodes=12", "sinks=[parquet]"]
+    sequential = rlrec.run(base, run_dir=tmp_path / "seq").episodes.to_pandas()
+    for name, extra in (("workers", ["workers=2"]), ("vector", ["env.num_envs=3"])):
+        rows = rlrec.run(base + extra, run_dir=tmp_path / name).episodes.to_pandas()
+        assert list(rows["video"]) == list(sequential["video"])
+        assert rows["video"].notna().sum() >= 2
+        for row in rows.dropna(subset=["video"]).itertuples():
+            assert decode(tmp_path / name / row.video)[0] == row.length + 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["env.num_envs=0"], "env.num_envs"),
+        (["env.vectorization=threads"], "env.vectorization"),
+        (["workers=0"], "workers"),
+        (["video.tile=maybe"], "video.tile"),
+        (["workers=2", "policy=qlearning"], "workers"),
+        (["env.num_envs=2", "policy=qlearning"], "env.num_envs"),
+        (["env.num_envs=2", "trigger=adaptive", "trigger.method=buffer"], "trigger.method"),
+        (["env.num_envs=2", "trigger=adaptive", "video.tile=true"], "video.tile"),
+    ],
+)
+def test_mistakes_name_the_key(tmp_path: Path, overrides: list[str], key: str) -> None:
+    result = run_cli(["episodes=2", *overrides], tmp_path / "run")
+    assert result.code == 2, result.proc.stderr
+    assert f"rlrec: error: {key}:" in result.proc.stderr
+    assert "Fix:" in result.proc.stderr and "Traceback" not in result.proc.stderr
+
+
+@pytest.mark.parametrize("how", ["raise", "kill"])
+def test_a_failing_worker_fails_the_run_and_keeps_the_episodes(tmp_path: Path, how: str) -> None:
+    failing = "policy._target_=tests.policies.FailsInWorker"
+    result = run_cli(
+        [
+            *("episodes=400", "trigger=never", "workers=2", "policy=custom", failing),
+            *(f"+policy.how={how}", "+policy.after=100", "sinks=[parquet]"),
+        ],
+        tmp_path / "run",
+    )
+    assert result.code == 1
+    stderr = result.proc.stderr
+    assert ("the policy broke" if how == "raise" else "exited with code -9") in stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed"
+    rows = pd.read_parquet(tmp_path / "run" / "episodes.parquet")
+    # Worker 1 fails at its 101st episode, about a second in; what it finished before comes
+    # with its error. One killed outright loses what it had not sent yet (at most FLUSH_SECONDS'
+    # worth), as a killed run loses the episodes since its last flush.
+    by_worker = rows["worker"].value_counts()
+    assert len(rows) < 400 and by_worker[0] > 0
+    assert by_worker[1] == 100 if how == "raise" else 50 < by_worker[1] <= 100
+    expected = pd.DataFrame(plain_loop("CartPole-v1", 0, 400, act=BalancePolicy(None, None).act))
+    kept = expected[expected["episode"].isin(rows["episode"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(rows[COMPARED].reset_index(drop=True), kept[COMPARED])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("group", [False, True], ids=["parent", "process-group"])
+def test_ctrl_c_stops_workers_cleanly_and_resume_completes(tmp_path: Path, group: bool) -> None:
+    out = tmp_path / "run"
+    args = ["episodes=1000", "trigger=periodic", "trigger.period=5", "workers=2"]
+    args += ["env.num_envs=2", "sinks=[parquet]", "env.max_episode_steps=200"]
+    env = os.environ | {"SDL_VIDEODRIVER": "dummy"}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), *args, f"hydra.run.dir={out}"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list((out / "episodes").glob("part-*.parquet")):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    if group:  # what a terminal's Ctrl-C does: every process of the group gets SIGINT
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130, proc.stderr.read()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    rows = pd.read_parquet(out / "episodes.parquet")
+    assert 0 < len(rows) < 1000
+    assert rows["episode"].is_unique
+    for video in (out / "videos").iterdir():  # only whole films under final names
+        assert not video.name.startswith(".")
+        episode = int(video.stem.rsplit("-", 1)[1])
+        length = int(rows.loc[rows["episode"] == episode, "length"].iloc[0])
+        assert decode(video)[0] == length + 1
+    resumed = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), f"resume={out}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    rows = pd.read_parquet(out / "episodes.parquet")
+    expected = pd.DataFrame(plain_loop("CartPole-v1", 0, 1000, max_episode_steps=200))
+    pd.testing.assert_frame_equal(rows[COMPARED], expected[COMPARED])
+    assert sorted(p.name for p in (out / "videos").iterdir()) == sorted(
+        f"eval-episode-{e}.mp4" for e in range(0, 1000, 5)
+    )
