@@ -226,7 +226,8 @@ class Runner:
         if self._learns:
             raise ConfigError(
                 key,
-                f"{self.cfg.policy._target_} learns (it has update or end_episode), and "
+                f"{self.cfg.policy._target_} learns (it has update or end_episode and no "
+                "learning = False), and "
                 "episodes run side by side would each teach it out of order or teach separate "
                 "copies",
                 "train with env.num_envs=1 workers=1; use parallel runs to evaluate",
@@ -358,7 +359,10 @@ class Runner:
 
     @property
     def _learns(self) -> bool:
-        """Whether the policy has state that the episodes change (so a resume must restore it)."""
+        """Whether the policy has state that the episodes change (so a resume must restore it):
+        it has ``update`` or ``end_episode``, and does not say ``learning = False``."""
+        if getattr(self.policy, "learning", True) is False:  # e.g. evaluating a checkpoint
+            return False
         return self.hooks.update is not None or self.hooks.end_episode is not None
 
     def _checkpoint(self, next_episode: int, sinks: list[Sink]) -> None:
@@ -397,7 +401,10 @@ class Runner:
         parts = [
             (self.run_dir / video, f"episode {episode}   return {episode_return:.1f}")
             for video, episode, episode_return in self._filmed
+            if "-episode-" in video  # not a grid video (video.tile), which many episodes share
         ]
+        if len(parts) < 2:
+            return
         path = self.run_dir / f"{TIMELAPSE_NAME}.{self.video.codec.extension}"
         self._encoder.timelapse(path, self.video.codec, self.video.fps, parts)
 

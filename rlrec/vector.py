@@ -116,6 +116,7 @@ class VectorLoop:
             tile = self._start(running, range(n), obs, tile)
             step, act_batch = self.vec.step, self.act_batch
             acts = [h.act for h in hooks]
+            updates = [h.update for h in hooks]  # only a policy that says learning = False
             placeholder = self._placeholder.sample
             while any(r is not None for r in running):
                 if act_batch is not None:
@@ -127,6 +128,7 @@ class VectorLoop:
                         for i, r in enumerate(running)
                     ]
                     actions = concatenate(self._space, chosen, self._actions)
+                before = obs
                 obs, rewards, terminated, truncated, infos = step(actions)
                 done = terminated | truncated
                 if self._tile and any(r is not None and r.filmed for r in running):
@@ -139,6 +141,15 @@ class VectorLoop:
                     r.digest.update(obs[i])
                     r.episode_return += float(rewards[i])
                     r.length += 1
+                    if updates[i] is not None:
+                        updates[i](
+                            obs=before[i],
+                            action=chosen[i],
+                            reward=rewards[i],
+                            next_obs=obs[i],
+                            terminated=bool(terminated[i]),
+                            truncated=bool(truncated[i]),
+                        )
                     if r.writer is not None:
                         r.writer.add(frames[i])
                     if done[i]:
@@ -234,6 +245,9 @@ class VectorLoop:
         self, i: int, r: _Running, terminated: bool, truncated: bool, infos: dict[str, Any]
     ) -> EpisodeRecord:
         duration = time.perf_counter() - r.started
+        end_episode = self.hooks[i].end_episode
+        if end_episode is not None:
+            end_episode(episode=r.episode, episode_return=r.episode_return, length=r.length)
         video = reason = None
         if r.writer is not None:
             video = r.writer.close().relative_to(self.run_dir).as_posix()

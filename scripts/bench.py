@@ -6,6 +6,7 @@
     python scripts/bench.py adaptive        # issue 3: a filmed frame, decided after vs before
     python scripts/bench.py training        # issue 4: experiment=train, five seeds
     python scripts/bench.py reliability     # issue 6: memory of 100,000 vs 10,000 episodes
+    python scripts/bench.py parallel        # issue 7: vector envs and worker processes
 
 Every figure is a whole process (a subprocess), timed from the outside; where start-up is not the
 point it is subtracted by timing a one-step run of the same command. Runs of different commands
@@ -291,9 +292,62 @@ def reliability(args: argparse.Namespace) -> None:
     print(f"  100,000 / 10,000 = {peaks[100_000] / peaks[10_000]:.3f}x   (target <= 1.10x)")
 
 
+def parallel(args: argparse.Namespace) -> None:
+    """Issue 7: 100,000 cheap stats-only episodes, and 1,000 episodes of a 1 ms-a-step env."""
+    cheap = {
+        "guide loop + RecordEpisodeStatistics": lambda: baseline("guide", "--episodes", "100000"),
+        "rlrec workers=1": lambda: rlrec("trigger=never", "episodes=100000"),
+        "rlrec workers=2": lambda: rlrec("trigger=never", "episodes=100000", "workers=2"),
+        "rlrec env.num_envs=8 (sync)": lambda: rlrec(
+            "trigger=never", "episodes=100000", "env.num_envs=8", "env.vectorization=sync"
+        ),
+    }
+    runs = interleaved(cheap, args.stats_repeats)
+    one = median(runs["rlrec workers=1"])
+    print(
+        f"\n100,000 random CartPole episodes, stats only, default sinks, whole process "
+        f"(median of {args.stats_repeats}):"
+    )
+    for name in cheap:
+        print(
+            f"  {name:38s} {median(runs[name]):6.2f} s   workers=1 / this = "
+            f"{one / median(runs[name]):.2f}x"
+        )
+    print("  target: workers=2 at least 1.6x faster than workers=1")
+
+    slow = ["env.id=bench_envs:SlowCartPole-v1", "trigger=never", "episodes=1000"]
+    slow_runs = {
+        "Gymnasium plain loop (N=1)": lambda: baseline(
+            "vector", "--env", "SlowCartPole-v1", "--num-envs", "1", "--episodes", "1000"
+        ),
+        "Gymnasium async vector env, N=2": lambda: baseline(
+            "vector", "--env", "SlowCartPole-v1", "--num-envs", "2", "--episodes", "1000"
+        ),
+        "rlrec N=1": lambda: rlrec(*slow),
+        "rlrec env.num_envs=2 async": lambda: rlrec(
+            *slow, "env.num_envs=2", "env.vectorization=async"
+        ),
+        "rlrec workers=2": lambda: rlrec(*slow, "workers=2"),
+    }
+    runs = interleaved(slow_runs, args.repeats)
+    print(
+        f"\n1,000 random episodes of CartPole burning 1 ms of CPU a step, whole process "
+        f"(median of {args.repeats}):"
+    )
+    for name in slow_runs:
+        base = "rlrec N=1" if name.startswith("rlrec") else "Gymnasium plain loop (N=1)"
+        print(
+            f"  {name:38s} {median(runs[name]):6.2f} s   {base} / this = "
+            f"{median(runs[base]) / median(runs[name]):.2f}x"
+        )
+    print("  targets: rlrec async N=2 at least 1.35x, rlrec workers=2 at least 1.7x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("suite", choices=["core", "sweep", "adaptive", "training", "reliability"])
+    parser.add_argument(
+        "suite", choices=["core", "sweep", "adaptive", "training", "reliability", "parallel"]
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs of each filming command")
     parser.add_argument("--stats-repeats", type=int, default=5, help="runs of each stats command")
     parser.add_argument("--quick", action="store_true", help="skip Gymnasium's 3.5 GB memory run")
@@ -304,6 +358,7 @@ def main() -> None:
         "adaptive": adaptive,
         "training": training,
         "reliability": reliability,
+        "parallel": parallel,
     }
     suites[args.suite](args)
 

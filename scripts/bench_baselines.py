@@ -8,6 +8,9 @@
 ``render``: the same loop calling ``env.render()`` and dropping the frame: the floor for a recorder.
 ``guide``: the "Recording Agents" guide's training loop with RecordEpisodeStatistics (random
 policy, each episode logged), without RecordVideo: what ``trigger=never`` replaces.
+``vector``: Gymnasium's own vector env (``--num-envs``, ``--vectorization``) stepping random
+actions with its default autoreset until ``--episodes`` episodes have ended: what vectorising
+alone buys, without per-episode seeds or anything recorded.
 """
 
 from __future__ import annotations
@@ -91,13 +94,37 @@ def guide(args: argparse.Namespace) -> None:
     env.close()
 
 
+def vector(args: argparse.Namespace) -> None:
+    import bench_envs  # noqa: F401  registers SlowCartPole-v1
+
+    if args.num_envs == 1:
+        env = gym.make(args.env)
+        env.action_space.seed(0)
+        for episode in range(args.episodes):
+            env.reset(seed=episode)
+            done = False
+            while not done:
+                _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+                done = terminated or truncated
+        env.close()
+        return
+    envs = gym.make_vec(args.env, num_envs=args.num_envs, vectorization_mode=args.vectorization)
+    envs.action_space.seed(0)
+    envs.reset(seed=0)
+    ended = 0
+    while ended < args.episodes:
+        _, _, terminated, truncated, _ = envs.step(envs.action_space.sample())
+        ended += int((terminated | truncated).sum())
+    envs.close()
+
+
 def _ss(*keys: int) -> int:
     return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("baseline", choices=["recordvideo", "render", "guide"])
+    parser.add_argument("baseline", choices=["recordvideo", "render", "guide", "vector"])
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--max-steps", type=int, default=500)
     parser.add_argument("--policy", choices=sorted(POLICIES), default="balance")
@@ -107,8 +134,12 @@ def main() -> None:
         action="store_true",
         help="guide: reseed each episode as the rlrec contract does",
     )
+    parser.add_argument("--env", default="CartPole-v1", help="vector: the env id")
+    parser.add_argument("--num-envs", type=int, default=2, help="vector: sub-environments")
+    parser.add_argument("--vectorization", default="async", help="vector: sync or async")
     args = parser.parse_args()
-    {"recordvideo": recordvideo, "render": render, "guide": guide}[args.baseline](args)
+    baselines = {"recordvideo": recordvideo, "render": render, "guide": guide, "vector": vector}
+    baselines[args.baseline](args)
 
 
 if __name__ == "__main__":

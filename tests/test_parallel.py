@@ -268,3 +268,16 @@ def test_ctrl_c_stops_workers_cleanly_and_resume_completes(tmp_path: Path, group
     assert sorted(p.name for p in (out / "videos").iterdir()) == sorted(
         f"eval-episode-{e}.mp4" for e in range(0, 1000, 5)
     )
+
+
+def test_a_trained_checkpoint_evaluates_in_parallel(tmp_path: Path) -> None:
+    trained = rlrec.run(
+        ["policy=qlearning", "episodes=60", "trigger=never", "sinks=[parquet]"],
+        run_dir=tmp_path / "train",
+    )
+    evaluate = ["policy=qlearning", f"policy.checkpoint={trained.run_dir / 'policy.checkpoint'}"]
+    sequential = _run(tmp_path, "seq", "episodes=9", *evaluate)
+    for name, extra in (("workers", "workers=2"), ("vector", "env.num_envs=4")):
+        rows = _run(tmp_path, name, "episodes=9", *evaluate, extra)
+        pd.testing.assert_frame_equal(rows[COMPARED], sequential[COMPARED])
+    assert sequential["return"].nunique() > 1  # greedy, but the episodes differ by their seeds
