@@ -16,6 +16,7 @@ sends what it finished. A worker whose parent dies exits at its next batch.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import queue as queues
 import signal
@@ -74,8 +75,9 @@ class WorkerPool:
             )
             for w in range(self.workers)
         ]
-        for proc in procs:
-            proc.start()
+        with _spawn_by_default():
+            for proc in procs:
+                proc.start()
         running = set(range(self.workers))
         try:
             quiet = 0
@@ -166,6 +168,25 @@ def work(
     if batch:
         outbox.put(("records", worker, batch))
     outbox.put(ending)
+
+
+@contextlib.contextmanager
+def _spawn_by_default() -> Iterator[None]:
+    """Make ``spawn`` the default start method while workers start.
+
+    A spawned child is told the parent's *default* start method and sets it up first. Inside a
+    joblib (loky) worker, as with ``hydra/launcher=joblib``, that default is ``loky``, which a
+    fresh interpreter does not know, so the child would die before running anything.
+    """
+    previous = mp.get_start_method(allow_none=True)
+    if previous in (None, "spawn", "fork", "forkserver"):
+        yield
+        return
+    mp.set_start_method("spawn", force=True)
+    try:
+        yield
+    finally:
+        mp.set_start_method(previous, force=True)
 
 
 def _chunks(episodes: range, workers: int) -> Iterator[tuple[int, int]]:

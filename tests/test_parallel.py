@@ -281,3 +281,27 @@ def test_a_trained_checkpoint_evaluates_in_parallel(tmp_path: Path) -> None:
         rows = _run(tmp_path, name, "episodes=9", *evaluate, extra)
         pd.testing.assert_frame_equal(rows[COMPARED], sequential[COMPARED])
     assert sequential["return"].nunique() > 1  # greedy, but the episodes differ by their seeds
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_workers_inside_a_launchers_jobs(tmp_path: Path, launcher: str) -> None:
+    """A joblib job runs in a loky process, whose default start method a spawned child does not
+    know; a submitit job runs in a process of its own."""
+    result = run_cli(
+        [
+            f"hydra/launcher={launcher}",
+            "seed=0,1",
+            "workers=2",
+            "env.num_envs=2",
+            "episodes=6",
+            "trigger=never",
+            "sinks=[parquet]",
+        ],
+        tmp_path / "sweep",
+        multirun=True,
+    )
+    assert result.code == 0, result.proc.stderr
+    for job, seed in ((0, 0), (1, 1)):
+        rows = pd.read_parquet(tmp_path / "sweep" / str(job) / "episodes.parquet")
+        expected = pd.DataFrame(plain_loop("CartPole-v1", seed, 6))
+        pd.testing.assert_frame_equal(rows[COMPARED], expected[COMPARED])
