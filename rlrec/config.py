@@ -98,6 +98,12 @@ def _check_parallelism(cfg: DictConfig) -> None:
         raise ConfigError(
             "video.tile", f"must be true or false, got {tile!r}", "pass video.tile=true"
         )
+    if tile and num_envs == 1:
+        raise ConfigError(
+            "video.tile",
+            "films the sub-environments of a vector env side by side, and env.num_envs is 1",
+            "pass env.num_envs=4 (or more) with video.tile=true",
+        )
 
 
 def instantiate_node(node: DictConfig, key: str, **kwargs: Any) -> Any:

@@ -26,7 +26,10 @@ BATCH_BALANCE = "policy._target_=tests.policies.BatchBalancePolicy"
 
 
 def _run(tmp_path: Path, name: str, *overrides: str) -> pd.DataFrame:
-    result = rlrec.run(["trigger=never", "sinks=[parquet]", *overrides], run_dir=tmp_path / name)
+    result = rlrec.run(
+        ["trigger=never", "sinks=[parquet]", "success_threshold=20", *overrides],
+        run_dir=tmp_path / name,
+    )
     assert result.summary["status"] == "complete"
     return result.episodes.to_pandas()
 
@@ -77,6 +80,7 @@ def test_rows_equal_the_sequential_run(
     assert list(rows["episode"]) == list(range(7))  # every episode once, in order
     pd.testing.assert_frame_equal(rows[COMPARED], expected[COMPARED])
     assert list(rows["obs_digest"]) == list(expected["obs_digest"])  # every observation equal
+    assert list(rows["success"]) == list(expected["success"])
     act = BalancePolicy(None, None).act if policy != "random" else None
     independent = pd.DataFrame(plain_loop("CartPole-v1", 0, 7, act=act))
     pd.testing.assert_frame_equal(rows[COMPARED], independent[COMPARED])
@@ -184,6 +188,7 @@ def test_adaptive_films_the_same_episodes_as_the_sequential_run(tmp_path: Path) 
         (["env.num_envs=2", "policy=qlearning"], "env.num_envs"),
         (["env.num_envs=2", "trigger=adaptive", "trigger.method=buffer"], "trigger.method"),
         (["env.num_envs=2", "trigger=adaptive", "video.tile=true"], "video.tile"),
+        (["video.tile=true"], "video.tile"),
     ],
 )
 def test_mistakes_name_the_key(tmp_path: Path, overrides: list[str], key: str) -> None:
