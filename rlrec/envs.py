@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import importlib
 import os
 import signal
@@ -39,8 +40,9 @@ def make_vector_env(env_cfg: DictConfig, *, render: bool) -> gym.vector.VectorEn
     wrappers = []
     if mode == "async":
         # Ctrl-C reaches every process of the terminal's group: the sub-environments' processes
-        # leave it to the runner, which stops them in order.
-        wrappers.append(_ignore_sigint)
+        # leave it to the runner, which stops them in order. (Gymnasium also builds one env in
+        # this process, for its spaces: that one must leave our handler alone.)
+        wrappers.append(functools.partial(_ignore_sigint_outside, os.getpid()))
     with _config_errors(env_id):
         return gym.make_vec(
             env_id,
@@ -52,8 +54,9 @@ def make_vector_env(env_cfg: DictConfig, *, render: bool) -> gym.vector.VectorEn
         )
 
 
-def _ignore_sigint(env: gym.Env) -> gym.Env:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _ignore_sigint_outside(runner_pid: int, env: gym.Env) -> gym.Env:
+    if os.getpid() != runner_pid:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     return env
 
 

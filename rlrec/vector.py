@@ -152,9 +152,12 @@ class VectorLoop:
                         )
                     if r.writer is not None:
                         r.writer.add(frames[i])
-                    if done[i]:
+                    if done[i]:  # a signal now would split a closed video from its record
+                        signals.in_episode = False
                         finished.append(self._finish(i, r, terminated[i], truncated[i], infos))
                         running[i] = None
+                        signals.in_episode = True
+                        signals.check()
                 if done.any():
                     ended = np.flatnonzero(done)
                     seeds = self._assign(todo, running, ended, seed)
@@ -251,6 +254,7 @@ class VectorLoop:
         video = reason = None
         if r.writer is not None:
             video = r.writer.close().relative_to(self.run_dir).as_posix()
+            r.writer = None
         elif self._tile and r.filmed:
             video = self._tile_path.relative_to(self.run_dir).as_posix()
         if video is not None:

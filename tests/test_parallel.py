@@ -227,10 +227,17 @@ def test_a_failing_worker_fails_the_run_and_keeps_the_episodes(tmp_path: Path, h
 
 @pytest.mark.slow
 @pytest.mark.parametrize("group", [False, True], ids=["parent", "process-group"])
-def test_ctrl_c_stops_workers_cleanly_and_resume_completes(tmp_path: Path, group: bool) -> None:
+@pytest.mark.parametrize(
+    "parallel",
+    [["workers=2", "env.num_envs=2"], ["env.num_envs=3", "env.vectorization=async"]],
+    ids=["workers", "async"],
+)
+def test_ctrl_c_stops_cleanly_and_resume_completes(
+    tmp_path: Path, group: bool, parallel: list[str]
+) -> None:
     out = tmp_path / "run"
-    args = ["episodes=1000", "trigger=periodic", "trigger.period=5", "workers=2"]
-    args += ["env.num_envs=2", "sinks=[parquet]", "env.max_episode_steps=200"]
+    args = ["episodes=1000", "trigger=periodic", "trigger.period=5", *parallel]
+    args += ["sinks=[parquet]", "env.max_episode_steps=200"]
     env = os.environ | {"SDL_VIDEODRIVER": "dummy"}
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "run.py"), *args, f"hydra.run.dir={out}"],
