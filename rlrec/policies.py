@@ -1,7 +1,8 @@
 """Policies: the built-in random one, and how any policy class is built and called.
 
 A policy is any class (or factory) called with ``observation_space`` and ``action_space`` plus the
-other keys of the ``policy`` node. It has ``act(obs)``; it may have ``reset(seed)``,
+other keys of the ``policy`` node. It has ``act(obs)`` (or only ``act_batch``, then called with a
+batch of one); it may have ``reset(seed)``,
 ``update(*, obs, action, reward, next_obs, terminated, truncated)``,
 ``end_episode(*, episode, episode_return, length)``, ``act_batch``, ``save`` and ``load``.
 The runner calls what the policy has and nothing else.
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from omegaconf import DictConfig
 
 from rlrec.config import instantiate_node
@@ -58,8 +60,15 @@ class PolicyHooks:
     @classmethod
     def of(cls, policy: Any) -> PolicyHooks:
         """Bind the optional methods ``policy`` has."""
+        act = _method(policy, "act")
+        if act is None:  # act_batch alone: a batch of one observation
+            act_batch = policy.act_batch
+
+            def act(obs: Any) -> Any:
+                return act_batch(np.expand_dims(obs, 0))[0]
+
         return cls(
-            act=policy.act,
+            act=act,
             reset=_method(policy, "reset"),
             update=_method(policy, "update"),
             end_episode=_method(policy, "end_episode"),
@@ -75,7 +84,7 @@ def build_policy(
     policy = instantiate_node(
         policy_cfg, "policy", observation_space=observation_space, action_space=action_space
     )
-    if not callable(getattr(policy, "act", None)):
+    if _method(policy, "act") is None and _method(policy, "act_batch") is None:
         raise ConfigError(
             "policy._target_",
             f"{policy_cfg._target_} has no act(obs) method",

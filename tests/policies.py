@@ -86,3 +86,13 @@ class FailsInWorker(BalancePolicy):
 
                 os.kill(os.getpid(), signal.SIGKILL)
             raise RuntimeError("the policy broke")
+
+
+class OnlyBatchPolicy:
+    """``BalancePolicy`` with ``act_batch`` and no ``act``: rlrec hands it batches of one."""
+
+    def __init__(self, observation_space: Any, action_space: Any) -> None:
+        pass
+
+    def act_batch(self, obs: np.ndarray) -> np.ndarray:
+        return (obs[:, 2] + 0.5 * obs[:, 3] > 0).astype(np.int64)

@@ -94,6 +94,15 @@ def test_rows_equal_the_sequential_run(
         assert table.schema.field(name).type == EPISODE_SCHEMA.field(name).type
 
 
+@pytest.mark.parametrize("extra", [[], ["env.num_envs=3"], ["workers=2"]])
+def test_a_policy_with_only_act_batch(
+    tmp_path: Path, sequential: dict[str, pd.DataFrame], extra: list[str]
+) -> None:
+    only_batch = "policy._target_=tests.policies.OnlyBatchPolicy"
+    rows = _run(tmp_path, "batch", "episodes=7", "policy=custom", only_batch, *extra)
+    pd.testing.assert_frame_equal(rows[COMPARED], sequential["balance"][COMPARED])
+
+
 def test_more_sub_environments_and_workers_than_episodes(tmp_path: Path) -> None:
     rows = _run(tmp_path, "few", "episodes=2", "env.num_envs=5", "workers=3")
     expected = pd.DataFrame(plain_loop("CartPole-v1", 0, 2))
