@@ -102,6 +102,7 @@ class VectorLoop:
             self.vec.close()
             raise
         self._encoders: list[Encoder | None] = [None] * (1 if self._tile else self.n)
+        self._idle = False  # whether every call to the vector env has been answered
 
     def run(self, episodes: Iterable[int], seed: int) -> Iterator[EpisodeRecord]:
         """Run ``episodes`` (indices) of the run seeded ``seed``; yield each as it ends."""
@@ -172,6 +173,7 @@ class VectorLoop:
             if tile is not None:
                 tile.close()
                 tile = None
+            self._idle = True
         except GeneratorExit:  # the caller stopped taking episodes
             self._abort(running, tile)
             raise
@@ -196,7 +198,10 @@ class VectorLoop:
         for encoder in self._encoders:
             if encoder is not None:
                 encoder.shutdown()
-        self.vec.close()
+        if self._sync or self._idle:
+            self.vec.close()
+        else:
+            _terminate(self.vec)
 
     def _assign(
         self, todo: Iterator[int], running: list[_Running | None], slots: Iterable[int], seed: int
@@ -311,6 +316,23 @@ class VectorLoop:
             self._encoders[i] = Encoder()
         path.parent.mkdir(parents=True, exist_ok=True)
         return self._encoders[i].open(path, self.video.codec, self.video.fps)
+
+
+def _terminate(vec: gym.vector.AsyncVectorEnv) -> None:
+    """End an async vector env stopped in the middle of a call without talking to it.
+
+    A signal can land while an answer is half read from a pipe; ``close()`` would first read the
+    rest as if it were a whole message (and fail, or wait for ever on a process blocked writing).
+    """
+    for process in vec.processes:
+        if process.is_alive():
+            process.terminate()
+    for pipe in vec.parent_pipes:
+        if pipe is not None:
+            pipe.close()
+    for process in vec.processes:
+        process.join()
+    vec.closed = True
 
 
 def _sub_info(infos: dict[str, Any], i: int, key: str | None) -> dict[str, Any]:
