@@ -148,8 +148,9 @@ class Runner:
         self._checkpoint(record.episode + 1, sinks)
 
     def _accept_rest(self, totals: RunTotals, sinks: list[Sink]) -> None:
-        """After a stop or a crash, the episodes that finished after one still missing: written
-        too, so that every finished episode is readable (a resume runs the missing ones again)."""
+        """After a stop or a crash, the finished episodes still waiting for an earlier one that
+        never came: written too, so that every finished episode is readable (a resume runs the
+        missing ones)."""
         rest = self._in_order.rest()
         for record in rest:
             try:
@@ -226,11 +227,10 @@ class Runner:
         if self._learns:
             raise ConfigError(
                 key,
-                f"{self.cfg.policy._target_} learns (it has update or end_episode and no "
-                "learning = False), and "
-                "episodes run side by side would each teach it out of order or teach separate "
-                "copies",
-                "train with env.num_envs=1 workers=1; use parallel runs to evaluate",
+                f"{self.cfg.policy._target_} learns (it has update or end_episode), and "
+                "episodes run side by side would teach it out of order, or teach separate copies",
+                "train with env.num_envs=1 workers=1 and evaluate the result in parallel (a "
+                "policy that does not learn can say so with an attribute learning = False)",
             )
         if self.trigger.decides_after and self.trigger.method == "buffer":
             raise ConfigError(
