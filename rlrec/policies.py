@@ -51,6 +51,7 @@ class PolicyHooks:
     """The policy's methods, looked up once: ``None`` where the policy does not have one."""
 
     act: Callable[[Any], Any]
+    act_batch: Callable[[Any], Any] | None
     reset: Callable[[int], None] | None
     update: Callable[..., None] | None
     end_episode: Callable[..., None] | None
@@ -60,15 +61,15 @@ class PolicyHooks:
     @classmethod
     def of(cls, policy: Any) -> PolicyHooks:
         """Bind the optional methods ``policy`` has."""
-        act = _method(policy, "act")
+        act, act_batch = _method(policy, "act"), _method(policy, "act_batch")
         if act is None:  # act_batch alone: a batch of one observation
-            act_batch = policy.act_batch
 
             def act(obs: Any) -> Any:
                 return act_batch(np.expand_dims(obs, 0))[0]
 
         return cls(
             act=act,
+            act_batch=act_batch,
             reset=_method(policy, "reset"),
             update=_method(policy, "update"),
             end_episode=_method(policy, "end_episode"),

@@ -32,13 +32,12 @@ from rlrec.sinks import Sink
 from rlrec.stats import RunTotals
 from rlrec.triggers import Trigger
 from rlrec.vector import VectorLoop
-from rlrec.video import Encoder, VideoSettings, VideoWriter
+from rlrec.video import VIDEOS_DIR, Encoder, VideoSettings, VideoWriter
 from rlrec.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
-VIDEOS_DIR = "videos"
 CHECKPOINT_FILE = "policy.checkpoint"
 TIMELAPSE_NAME = "timelapse"
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -84,7 +83,7 @@ class Runner:
         self._replay_env: gym.Env | None = None
         # A worker process leaves Ctrl-C to the run's process, which stops it with SIGTERM.
         self.signals = StopSignals((signal.SIGTERM,) if worker is not None else _STOP_SIGNALS)
-        self._in_order = InOrder()
+        self._in_order = InOrder(0)  # where a parallel run's records wait for their turn
         self._filmed: list[tuple[str, int, float]] = []  # video, episode, return: for timelapses
         # A trigger that decides afterwards films by replay, or (method=buffer, or auto once an
         # episode did not replay exactly) films every episode to a temporary file.
@@ -170,7 +169,7 @@ class Runner:
             source = pool.records(self.signals)
         else:
             pool, source = None, self.run_episodes(todo)
-        self._in_order.expect(start)
+        self._in_order = InOrder(start)
         try:
             for record in source:
                 self._in_order.add(record)
@@ -401,7 +400,7 @@ class Runner:
         parts = [
             (self.run_dir / video, f"episode {episode}   return {episode_return:.1f}")
             for video, episode, episode_return in self._filmed
-            if "-episode-" in video  # not a grid video (video.tile), which many episodes share
+            if Path(video).name == self.video.file_name(episode)  # not a shared grid video
         ]
         if len(parts) < 2:
             return
@@ -457,7 +456,7 @@ class Runner:
             except Exception as err:
                 log.exception("saving the policy failed")
                 errors.append(err)
-        if self.cfg.video.get("timelapse") and len(self._filmed) >= 2 and self._encoder:
+        if self.cfg.video.get("timelapse") and self._encoder:
             try:
                 self._make_timelapse()
             except Exception as err:
@@ -479,13 +478,9 @@ class Runner:
 class InOrder:
     """Puts records that arrive in any order back in episode order."""
 
-    def __init__(self) -> None:
-        self._next = 0
+    def __init__(self, first: int) -> None:
+        self._next = first  # the episode whose turn it is
         self._waiting: dict[int, EpisodeRecord] = {}
-
-    def expect(self, episode: int) -> None:
-        """The first episode to come."""
-        self._next = episode
 
     def add(self, record: EpisodeRecord) -> None:
         """Take ``record`` in."""

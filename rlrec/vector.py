@@ -32,9 +32,7 @@ from rlrec.replay import ObsDigest
 from rlrec.seeding import episode_seed, policy_seed
 from rlrec.signals import StopSignals
 from rlrec.triggers import Trigger
-from rlrec.video import Encoder, VideoSettings, VideoWriter
-
-VIDEOS_DIR = "videos"
+from rlrec.video import VIDEOS_DIR, Encoder, VideoSettings, VideoWriter
 
 
 @dataclass(slots=True)
@@ -83,17 +81,18 @@ class VectorLoop:
             self._sync = isinstance(self.vec, gym.vector.SyncVectorEnv)
             space = self.vec.single_action_space
             obs_space = self.vec.single_observation_space
-            first = build_policy(cfg.policy, copy.deepcopy(obs_space), copy.deepcopy(space))
-            self.act_batch = getattr(first, "act_batch", None)
-            if callable(self.act_batch):  # one instance for the batch
-                policies = [first] * self.n
+            first = PolicyHooks.of(
+                build_policy(cfg.policy, copy.deepcopy(obs_space), copy.deepcopy(space))
+            )
+            if first.act_batch is not None:  # one instance for the batch
+                self.hooks = [first] * self.n
             else:  # an instance per sub-environment: each reseeds its own generator per episode
-                policies = [first] + [
-                    build_policy(cfg.policy, copy.deepcopy(obs_space), copy.deepcopy(space))
+                self.hooks = [first] + [
+                    PolicyHooks.of(
+                        build_policy(cfg.policy, copy.deepcopy(obs_space), copy.deepcopy(space))
+                    )
                     for _ in range(self.n - 1)
                 ]
-                self.act_batch = None
-            self.hooks = [PolicyHooks.of(p) for p in policies]
             self._placeholder = copy.deepcopy(space)  # actions for sub-envs with nothing to run
             self._placeholder.seed(0)
             self._space = space
@@ -102,7 +101,8 @@ class VectorLoop:
             self.vec.close()
             raise
         self._encoders: list[Encoder | None] = [None] * (1 if self._tile else self.n)
-        self._idle = False  # whether every call to the vector env has been answered
+        self._grid: np.ndarray | None = None  # the tile's frame, reused from step to step
+        self._ended_cleanly = False  # every call to the vector env answered: close() may talk
 
     def run(self, episodes: Iterable[int], seed: int) -> Iterator[EpisodeRecord]:
         """Run ``episodes`` (indices) of the run seeded ``seed``; yield each as it ends."""
@@ -115,7 +115,8 @@ class VectorLoop:
             signals.in_episode = True
             obs, _ = self.vec.reset(seed=self._assign(todo, running, range(n), seed))
             tile = self._start(running, range(n), obs, tile)
-            step, act_batch = self.vec.step, self.act_batch
+            step, act_batch = self.vec.step, hooks[0].act_batch
+            per_episode_films = self._films and not self._tile
             acts = [h.act for h in hooks]
             updates = [h.update for h in hooks]  # only a policy that says learning = False
             placeholder = self._placeholder.sample
@@ -134,7 +135,11 @@ class VectorLoop:
                 done = terminated | truncated
                 if self._tile and any(r is not None and r.filmed for r in running):
                     tile = self._add_tile(running, tile)  # before resets: each final state shows
-                frames = self._frames([i for i, r in enumerate(running) if r and r.writer])
+                frames = (
+                    self._frames([i for i, r in enumerate(running) if r and r.writer])
+                    if per_episode_films
+                    else {}
+                )
                 for i, r in enumerate(running):
                     if r is None:
                         continue
@@ -173,7 +178,7 @@ class VectorLoop:
             if tile is not None:
                 tile.close()
                 tile = None
-            self._idle = True
+            self._ended_cleanly = True
         except GeneratorExit:  # the caller stopped taking episodes
             self._abort(running, tile)
             raise
@@ -198,7 +203,7 @@ class VectorLoop:
         for encoder in self._encoders:
             if encoder is not None:
                 encoder.shutdown()
-        if self._sync or self._idle:
+        if self._sync or self._ended_cleanly:
             self.vec.close()
         else:
             _terminate(self.vec)
@@ -230,7 +235,7 @@ class VectorLoop:
         tile: VideoWriter | None,
     ) -> VideoWriter | None:
         """Begin the episodes just assigned to ``slots``: digest, clock, the reset frame."""
-        new = [i for i in slots if running[i] is not None and running[i].length == 0]
+        new = [i for i in slots if running[i] is not None]
         for i in new:
             running[i].digest.update(obs[i])
         if self._tile:
@@ -302,13 +307,14 @@ class VectorLoop:
         frames = self._frames(list(range(self.n)))
         height, width, channels = frames[0].shape
         cols = math.ceil(math.sqrt(self.n))
-        rows = math.ceil(self.n / cols)
-        grid = np.zeros((rows * height, cols * width, channels), frames[0].dtype)
+        if self._grid is None:
+            rows = math.ceil(self.n / cols)
+            self._grid = np.zeros((rows * height, cols * width, channels), frames[0].dtype)
         for i, frame in frames.items():
-            if running[i] is not None:
-                row, col = divmod(i, cols)
-                grid[row * height : (row + 1) * height, col * width : (col + 1) * width] = frame
-        tile.add(grid)
+            row, col = divmod(i, cols)
+            cell = self._grid[row * height : (row + 1) * height, col * width : (col + 1) * width]
+            cell[...] = frame if running[i] is not None else 0
+        tile.add(self._grid)
         return tile
 
     def _open(self, i: int, path: Path) -> VideoWriter:

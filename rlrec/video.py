@@ -41,6 +41,9 @@ class VideoSettings:
         return f"{self.name_prefix}-episode-{episode}.{self.codec.extension}"
 
 
+#: The run directory's folder of videos.
+VIDEOS_DIR = "videos"
+
 #: Frames the episode may run ahead of the encoder; bounds memory whatever the episode length.
 SLOTS = 16
 

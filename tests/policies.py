@@ -50,13 +50,12 @@ class LateBalancer(BalancePolicy):
 
 
 class BatchBalancePolicy(BalancePolicy):
-    """``BalancePolicy`` that also acts on a vector env's whole batch at once."""
+    """``BalancePolicy`` on a vector env's whole batch at once; its ``act`` must not be called."""
 
-    def __init__(self, observation_space: Any, action_space: Any) -> None:
-        self.batches = 0
+    def act(self, obs: np.ndarray) -> int:
+        raise AssertionError("act called on a policy whose act_batch should have been used")
 
     def act_batch(self, obs: np.ndarray) -> np.ndarray:
-        self.batches += 1
         return (obs[:, 2] + 0.5 * obs[:, 3] > 0).astype(np.int64)
 
 

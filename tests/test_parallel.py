@@ -107,7 +107,7 @@ def test_more_sub_environments_and_workers_than_episodes(tmp_path: Path) -> None
     rows = _run(tmp_path, "few", "episodes=2", "env.num_envs=5", "workers=3")
     expected = pd.DataFrame(plain_loop("CartPole-v1", 0, 2))
     pd.testing.assert_frame_equal(rows[COMPARED], expected[COMPARED])
-    assert set(rows["worker"]) <= {0, 1, 2}  # one worker, at least, had nothing to run
+    assert set(rows["worker"]) <= {0, 1, 2}  # the rows name workers that exist
 
 
 def test_pendulum_box_actions_in_a_vector_env(tmp_path: Path) -> None:
