@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import setup_globals
@@ -18,7 +17,7 @@ from rlrec.cli import CONF_DIR
 from rlrec.hydra_callbacks import check_writable, register_resolvers
 from rlrec.resume import resumed_config
 from rlrec.runner import record
-from rlrec.sinks.parquet import EPISODES_FILE
+from rlrec.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,7 @@ class RunResult:
     @property
     def episodes(self) -> pa.Table:
         """``episodes.parquet`` as an Arrow table (``.to_pandas()`` for a DataFrame)."""
-        return pq.read_table(self.run_dir / EPISODES_FILE)
+        return RunDir(self.run_dir).read_episodes()
 
 
 def run(

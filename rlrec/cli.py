@@ -13,12 +13,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from rlrec.config import CONF_DIR
 from rlrec.errors import ConfigError
 from rlrec.hydra_callbacks import register_resolvers
 from rlrec.resume import resumed_config
-from rlrec.runner import record, update_summary
-
-CONF_DIR = Path(__file__).resolve().parent / "conf"
+from rlrec.rundir import RunDir
+from rlrec.runner import record
 
 log = logging.getLogger(__name__)
 register_resolvers()  # at import: joblib and submitit workers import this module to run a job
@@ -40,7 +40,7 @@ def task(cfg: DictConfig) -> dict[str, Any] | None:
         return record(cfg, run_dir, job=hydra_cfg.job.num if multirun else 0)
     except ConfigError as err:
         print(f"rlrec: error: {err}", file=sys.stderr)
-        update_summary(run_dir, status="failed", error=str(err))
+        RunDir(run_dir).update_summary(status="failed", error=str(err))
         if not multirun:
             sys.exit(err.exit_code)
     except KeyboardInterrupt as err:
@@ -53,14 +53,14 @@ def task(cfg: DictConfig) -> dict[str, Any] | None:
             "space (or raise the file-size limit) and run again",
             file=sys.stderr,
         )
-        update_summary(run_dir, status="failed", error=f"{type(err).__name__}: {err}")
+        RunDir(run_dir).update_summary(status="failed", error=f"{type(err).__name__}: {err}")
         if not multirun:
             sys.exit(1)
     except Exception as err:
         if not multirun:
             raise  # a bug or an env crash: the traceback is what its author needs
         log.exception("job %s failed", hydra_cfg.job.num)
-        update_summary(run_dir, status="failed", error=f"{type(err).__name__}: {err}")
+        RunDir(run_dir).update_summary(status="failed", error=f"{type(err).__name__}: {err}")
     return None
 
 

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import re
 from numbers import Real
+from pathlib import Path
 from typing import Any
 
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from rlrec.errors import ConfigError
+
+#: The package's config folder (``conf/`` in the repository links to it).
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 #: The frame rates a video may have: encoders refuse time bases near 0 or of 2**16 and more,
 #: and no player needs anything outside this range.
@@ -20,10 +26,11 @@ MIN_FPS, MAX_FPS = 0.1, 1000
 
 def validate(cfg: DictConfig) -> None:
     """Check the top-level keys before anything is built; groups check their own in constructors."""
+    check_keys(cfg)
     _int_at_least(cfg, "seed", 0, "pass e.g. seed=0")
     _int_at_least(cfg, "episodes", 1, "pass e.g. episodes=100")
     fps = cfg.video.fps
-    if fps is not None and (not _is_number(fps) or not MIN_FPS <= fps <= MAX_FPS):
+    if fps is not None and (not is_number(fps) or not MIN_FPS <= fps <= MAX_FPS):
         raise ConfigError(
             "video.fps",
             f"must be a number from {MIN_FPS} to {MAX_FPS} or null, got {fps!r}",
@@ -37,7 +44,7 @@ def validate(cfg: DictConfig) -> None:
             "pass e.g. video.name_prefix=eval",
         )
     threshold, key = cfg.get("success_threshold"), cfg.get("success_key")
-    if threshold is not None and not _is_number(threshold):
+    if threshold is not None and not is_number(threshold):
         raise ConfigError(
             "success_threshold",
             f"must be a number or null, got {threshold!r}",
@@ -106,6 +113,90 @@ def _check_parallelism(cfg: DictConfig) -> None:
         )
 
 
+#: Keys every ``_target_`` node may hold besides its class's arguments (Hydra's own).
+_HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """Refuse every key that no part of rlrec reads (a misspelt ``+env.max_episode_step=100``
+    would otherwise be ignored while the user believes it applies), naming the closest valid one.
+
+    rlrec's own nodes have the keys of the shipped config (``conf/config.yaml``, ``conf/env/``);
+    a node built by ``_target_`` (policy, trigger, each sink, each env wrapper) has the arguments
+    its class takes, so a user's own class keeps every key it declares.
+    """
+    top, env_keys, video_keys = _shipped_keys()
+    _known_only(cfg, "", top)
+    if isinstance(cfg.get("env"), DictConfig):
+        _known_only(cfg.env, "env.", env_keys)
+        for i, wrapper in enumerate(cfg.env.get("wrappers") or []):
+            if isinstance(wrapper, DictConfig):
+                _target_keys_only(wrapper, f"env.wrappers[{i}].", skip={"env"})
+    if isinstance(cfg.get("video"), DictConfig):
+        _known_only(cfg.video, "video.", video_keys)
+    spaces = {"observation_space", "action_space"}
+    for name in ("policy", "trigger"):
+        if isinstance(cfg.get(name), DictConfig):
+            _target_keys_only(cfg[name], f"{name}.", skip=spaces if name == "policy" else set())
+    if isinstance(cfg.get("sinks"), DictConfig):
+        for name, node in cfg.sinks.items():
+            if isinstance(node, DictConfig):
+                _target_keys_only(node, f"sinks.{name}.", skip=set())
+
+
+def _shipped_keys() -> tuple[set[str], set[str], set[str]]:
+    """The keys of the shipped config's own nodes: top level, ``env`` and ``video``."""
+    if not _SHIPPED:
+        base = OmegaConf.load(CONF_DIR / "config.yaml")
+        top = {k for k in base if k not in ("defaults", "hydra")}
+        top |= {"env", "policy", "trigger", "sinks"}  # the groups
+        env = set()
+        for preset in sorted((CONF_DIR / "env").glob("*.yaml")):
+            env |= set(OmegaConf.load(preset))
+        _SHIPPED.extend([top, env, set(base.video)])
+    return _SHIPPED[0], _SHIPPED[1], _SHIPPED[2]
+
+
+_SHIPPED: list[set[str]] = []
+
+
+def _known_only(node: DictConfig, prefix: str, known: set[str]) -> None:
+    for key in node:
+        if key not in known:
+            _unknown(prefix, str(key), known, f"not a key of {prefix[:-1] or 'the config'}")
+
+
+def _target_keys_only(node: DictConfig, prefix: str, skip: set[str]) -> None:
+    """The keys of a ``_target_`` node against the arguments its class (or factory) takes."""
+    target = node.get("_target_") if "_target_" in node and not OmegaConf.is_missing(
+        node, "_target_"
+    ) else None
+    if not isinstance(target, str):
+        return  # instantiate_node says what is wrong with a missing or odd _target_
+    try:
+        params = inspect.signature(get_object(target)).parameters.values()
+    except Exception:  # does not import (reported when built), or has no signature to read
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    accepted = {p.name for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL}
+    accepted -= skip
+    for key in node:
+        if key not in accepted and key not in _HYDRA_KEYS:
+            takes = ", ".join(sorted(accepted)) or "no keys"
+            _unknown(prefix, str(key), accepted, f"not a key of {target} (it takes {takes})")
+
+
+def _unknown(prefix: str, key: str, known: set[str], problem: str) -> None:
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+    fix = (
+        f"did you mean {prefix}{close[0]}?"
+        if close
+        else f"remove it; the keys here are {', '.join(prefix + k for k in sorted(known))}"
+    )
+    raise ConfigError(f"{prefix}{key}", problem, fix)
+
+
 def instantiate_node(node: DictConfig, key: str, **kwargs: Any) -> Any:
     """``hydra.utils.instantiate`` that reports a bad ``_target_`` or argument under ``key``."""
     try:
@@ -137,17 +228,34 @@ def instantiate_node(node: DictConfig, key: str, **kwargs: Any) -> Any:
 
 
 def check_number(
-    key: str, value: object, low: float, *, integer: bool = False, allow_none: bool = False
+    key: str,
+    value: object,
+    low: float,
+    *,
+    integer: bool = False,
+    allow_none: bool = False,
+    example: object = None,
 ) -> None:
     """Raise a ``ConfigError`` naming ``key`` unless ``value`` is a number >= ``low``."""
     if value is None and allow_none:
         return
     kind = "an integer" if integer else "a number"
-    ok = (isinstance(value, int) if integer else _is_number(value)) and not isinstance(value, bool)
+    ok = (isinstance(value, int) if integer else is_number(value)) and not isinstance(value, bool)
     if not ok or value < low:
         null = " or null" if allow_none else ""
+        example = max(low, 10) if example is None else example
         raise ConfigError(
-            key, f"must be {kind} >= {low}{null}, got {value!r}", f"pass e.g. {key}={max(low, 1)}"
+            key, f"must be {kind} >= {low}{null}, got {value!r}", f"pass e.g. {key}={example}"
+        )
+
+
+def check_choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
+    """Raise a ``ConfigError`` naming ``key`` unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise ConfigError(
+            key,
+            f"must be one of {', '.join(allowed)}, got {value!r}",
+            f"pass e.g. {key}={allowed[0]}",
         )
 
 
@@ -157,7 +265,7 @@ def _int_at_least(cfg: DictConfig, key: str, low: int, fix: str) -> None:
         raise ConfigError(key, f"must be an integer >= {low}, got {value!r}", fix)
 
 
-def _is_number(value: object) -> bool:
+def is_number(value: object) -> bool:
     """A real number, not a bool and not NaN (NaN passes every comparison check unnoticed)."""
     return isinstance(value, Real) and not isinstance(value, bool) and value == value
 

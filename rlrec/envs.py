@@ -14,19 +14,62 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AutoresetMode
+from gymnasium.vector.async_vector_env import AsyncState
 from omegaconf import DictConfig, OmegaConf
 
+from rlrec.config import instantiate_node
 from rlrec.errors import ConfigError
 
 
 def make_env(env_cfg: DictConfig, *, render: bool) -> gym.Env:
-    """``gymnasium.make`` from the ``env`` node; ``render`` asks for ``rgb_array`` frames."""
+    """``gymnasium.make`` from the ``env`` node, wrapped as ``env.wrappers`` says; ``render``
+    asks for ``rgb_array`` frames."""
     env_id, kwargs = _make_kwargs(env_cfg, render)
+    wrappers = wrapper_specs(env_cfg)
     with _config_errors(env_id):
         env = gym.make(env_id, **kwargs)
     if render and not _renders_rgb(env.metadata):
         env.close()
         raise _cannot_film(env_id)
+    try:
+        return apply_wrappers(wrappers, env)
+    except BaseException:
+        env.close()
+        raise
+
+
+def wrapper_specs(env_cfg: DictConfig) -> list[dict[str, Any]]:
+    """``env.wrappers`` as plain dicts (they travel to async sub-environments' processes)."""
+    wrappers = env_cfg.get("wrappers") or []
+    if not OmegaConf.is_list(wrappers) and not isinstance(wrappers, list):
+        raise ConfigError(
+            "env.wrappers",
+            f"must be a list of wrappers, got {wrappers!r}",
+            "pass e.g. 'env.wrappers=[{_target_: gymnasium.wrappers.TimeAwareObservation}]'",
+        )
+    specs = OmegaConf.to_container(OmegaConf.create(list(wrappers)), resolve=True)
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, dict) or "_target_" not in spec:
+            raise ConfigError(
+                f"env.wrappers[{i}]",
+                f"must be a node with a _target_, got {spec!r}",
+                "name the wrapper class, e.g. {_target_: gymnasium.wrappers.TimeAwareObservation}",
+            )
+    return specs
+
+
+def apply_wrappers(specs: list[dict[str, Any]], env: gym.Env) -> gym.Env:
+    """Wrap ``env`` in each of ``specs`` in order (the first is innermost); each is called with
+    ``env`` and its other keys. The same function wraps a plain env and every sub-environment of
+    a vector env, so a replay rebuilds exactly the stack the episode ran in."""
+    for i, spec in enumerate(specs):
+        env = instantiate_node(OmegaConf.create(spec), f"env.wrappers[{i}]", env=env)
+        if not isinstance(env, gym.Env):
+            raise ConfigError(
+                f"env.wrappers[{i}]._target_",
+                f"{spec['_target_']} did not return a Gymnasium env",
+                "name a gymnasium.Wrapper subclass (or a function env -> env)",
+            )
     return env
 
 
@@ -37,7 +80,10 @@ def make_vector_env(env_cfg: DictConfig, *, render: bool) -> gym.vector.VectorEn
     env_id, kwargs = _make_kwargs(env_cfg, render)
     mode = env_cfg.get("vectorization", "sync")
     vector_kwargs: dict[str, Any] = {"autoreset_mode": AutoresetMode.DISABLED}
-    wrappers = []
+    wrappers: list[Any] = []
+    specs = wrapper_specs(env_cfg)
+    if specs:
+        wrappers.append(functools.partial(apply_wrappers, specs))
     if mode == "async":
         # Ctrl-C reaches every process of the terminal's group: the sub-environments' processes
         # leave it to the runner, which stops them in order. (Gymnasium also builds one env in
@@ -52,6 +98,28 @@ def make_vector_env(env_cfg: DictConfig, *, render: bool) -> gym.vector.VectorEn
             wrappers=wrappers,
             **kwargs,
         )
+
+
+def close_vector_env(vec: gym.vector.VectorEnv) -> None:
+    """Close a vector env, also one stopped in the middle of a call.
+
+    An async vector env waiting for its processes' answers (a signal landed during a step) would
+    first read the rest as if it were a whole message, and fail or wait for ever on a process
+    blocked writing: its processes are terminated instead, without a word to them.
+    """
+    state = getattr(vec, "_state", None)
+    if not isinstance(vec, gym.vector.AsyncVectorEnv) or state == AsyncState.DEFAULT:
+        vec.close()
+        return
+    for process in vec.processes:
+        if process.is_alive():
+            process.terminate()
+    for pipe in vec.parent_pipes:
+        if pipe is not None:
+            pipe.close()
+    for process in vec.processes:
+        process.join()
+    vec.closed = True
 
 
 def _ignore_sigint_outside(runner_pid: int, env: gym.Env) -> gym.Env:

@@ -50,6 +50,7 @@ class RandomPolicy:
 class PolicyHooks:
     """The policy's methods, looked up once: ``None`` where the policy does not have one."""
 
+    policy: Any
     act: Callable[[Any], Any]
     act_batch: Callable[[Any], Any] | None
     reset: Callable[[int], None] | None
@@ -68,6 +69,7 @@ class PolicyHooks:
                 return act_batch(np.expand_dims(obs, 0))[0]
 
         return cls(
+            policy=policy,
             act=act,
             act_batch=act_batch,
             reset=_method(policy, "reset"),

@@ -1,32 +1,89 @@
-"""What one finished episode leaves behind, and its Arrow schema in ``episodes.parquet``."""
+"""What one finished episode leaves behind, and its Arrow schema in ``episodes.parquet``.
+
+The schema is derived from ``EpisodeRecord``'s fields: adding a column is adding a field here.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 
-@dataclass(slots=True)
-class EpisodeRecord:
-    """One finished episode: the runner makes it, every sink receives it."""
+def _column(
+    arrow_type: pa.DataType, *, name: str | None = None, nullable: bool = False, **default: Any
+) -> Any:
+    """A record field that is a column of ``episodes.parquet`` (named ``name`` if not the field's);
+    a nullable column defaults to null."""
+    if nullable:
+        default.setdefault("default", None)
+    return field(metadata={"arrow": arrow_type, "column": name, "nullable": nullable}, **default)
 
-    episode: int
-    seed: int
-    episode_return: float
-    length: int
-    duration_s: float
-    terminated: bool
-    truncated: bool
-    video: str | None = None
-    success: bool | None = None
-    video_reason: str | None = None
-    obs_digest: str = ""
-    env_index: int = 0  # which sub-environment of a vector env ran it
-    worker: int = 0  # which worker process ran it
+
+@dataclass(slots=True, kw_only=True)
+class EpisodeRecord:
+    """One finished episode: the episode core makes it, every sink receives it.
+
+    >>> r = EpisodeRecord(episode=0, seed=1, episode_return=9.0, length=9, duration_s=0.01,
+    ...                   terminated=True, truncated=False, obs_digest="00")
+    >>> r.as_row()["return"], r.as_row()["video"]
+    (9.0, None)
+    """
+
+    episode: int = _column(pa.int64())
+    seed: int = _column(pa.int64())
+    episode_return: float = _column(pa.float64(), name="return")
+    length: int = _column(pa.int64())
+    duration_s: float = _column(pa.float64())
+    terminated: bool = _column(pa.bool_())
+    truncated: bool = _column(pa.bool_())
+    video: str | None = _column(pa.string(), nullable=True)
+    success: bool | None = _column(pa.bool_(), nullable=True)
+    video_reason: str | None = _column(pa.string(), nullable=True)
+    obs_digest: str = _column(pa.string())
+    env_index: int = _column(pa.int64(), default=0)  # which sub-environment of a vector env
+    worker: int = _column(pa.int64(), default=0)  # which worker process ran it
+    #: Not a column: the actions go to ``_actions.parquet`` (for replay).
     actions: list[Any] = field(default_factory=list)
+
+    def as_row(self) -> dict[str, Any]:
+        """The record's columns by column name."""
+        return dict(zip(RECORD_COLUMNS, _VALUES(self), strict=True))
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> EpisodeRecord:
+        """The record a row of ``episodes.parquet`` was written from (without its actions)."""
+        return cls(**{attr: row[col] for attr, col in _ATTRS_COLUMNS if col in row})
+
+
+_FIELDS = [f for f in dataclasses.fields(EpisodeRecord) if "arrow" in f.metadata]
+_ATTRS_COLUMNS = [(f.name, f.metadata["column"] or f.name) for f in _FIELDS]
+
+#: The columns that vary per episode, in ``EpisodeRecord`` field order.
+RECORD_COLUMNS = tuple(column for _, column in _ATTRS_COLUMNS)
+#: A record's column values, in ``RECORD_COLUMNS`` order, in one call.
+record_values = _VALUES = attrgetter(*(attr for attr, _ in _ATTRS_COLUMNS))
+
+#: Columns that repeat the run's identity on every row, so that a sweep's files read together can
+#: still be told apart.
+RUN_COLUMNS = (
+    pa.field("env_id", pa.string(), nullable=False),
+    pa.field("run_seed", pa.int64(), nullable=False),
+    pa.field("job", pa.int64(), nullable=False),
+)
+
+#: Columns of ``episodes.parquet``, in order.
+EPISODE_SCHEMA = pa.schema(
+    [
+        pa.field(column, f.metadata["arrow"], nullable=f.metadata["nullable"])
+        for f, (_, column) in zip(_FIELDS, _ATTRS_COLUMNS, strict=True)
+    ]
+    + list(RUN_COLUMNS)
+)
 
 
 @dataclass(frozen=True)
@@ -40,46 +97,6 @@ class RunInfo:
     episodes: int
     config: dict[str, Any]
 
-
-#: Columns of ``episodes.parquet``, in order. ``env_id``, ``run_seed`` and ``job`` repeat per row so
-#: that a sweep's files can be read together and still be told apart.
-EPISODE_SCHEMA = pa.schema(
-    [
-        pa.field("episode", pa.int64(), nullable=False),
-        pa.field("seed", pa.int64(), nullable=False),
-        pa.field("return", pa.float64(), nullable=False),
-        pa.field("length", pa.int64(), nullable=False),
-        pa.field("duration_s", pa.float64(), nullable=False),
-        pa.field("terminated", pa.bool_(), nullable=False),
-        pa.field("truncated", pa.bool_(), nullable=False),
-        pa.field("video", pa.string()),
-        pa.field("success", pa.bool_()),
-        pa.field("video_reason", pa.string()),
-        pa.field("obs_digest", pa.string(), nullable=False),
-        pa.field("env_index", pa.int64(), nullable=False),
-        pa.field("worker", pa.int64(), nullable=False),
-        pa.field("env_id", pa.string(), nullable=False),
-        pa.field("run_seed", pa.int64(), nullable=False),
-        pa.field("job", pa.int64(), nullable=False),
-    ]
-)
-
-#: The columns that vary per episode, in ``EpisodeRecord`` field order.
-RECORD_COLUMNS = (
-    "episode",
-    "seed",
-    "return",
-    "length",
-    "duration_s",
-    "terminated",
-    "truncated",
-    "video",
-    "success",
-    "video_reason",
-    "obs_digest",
-    "env_index",
-    "worker",
-)
 
 #: Key of the resolved run config (JSON) in the Parquet file's key-value metadata.
 CONFIG_METADATA_KEY = "rlrec.config"

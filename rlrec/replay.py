@@ -9,72 +9,16 @@ episode of any run this way.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
-
-class ObsDigest:
-    """A running BLAKE2b digest of an episode's observations (the reset one, then one a step).
-
-    >>> a, b = ObsDigest(), ObsDigest()
-    >>> for d in (a, b):
-    ...     d.update(np.zeros(4, np.float32))
-    >>> a.hexdigest() == b.hexdigest()
-    True
-    """
-
-    __slots__ = ("_hash",)
-
-    def __init__(self) -> None:
-        self._hash = hashlib.blake2b(digest_size=16)
-
-    def update(self, obs: Any) -> None:
-        """Take one observation in; arrays are hashed from their memory, without a copy."""
-        try:
-            self._hash.update(obs)
-        except (TypeError, BufferError, ValueError):  # not a contiguous buffer: hash its bytes
-            self._hash.update(_canonical_bytes(obs))
-
-    def hexdigest(self) -> str:
-        """The digest so far, as 32 hex digits."""
-        return self._hash.hexdigest()
-
-
-def _canonical_bytes(obs: Any) -> bytes:
-    if isinstance(obs, np.ndarray):
-        return np.ascontiguousarray(obs).tobytes()
-    if isinstance(obs, dict):
-        return b"".join(repr(k).encode() + _canonical_bytes(obs[k]) for k in sorted(obs))
-    if isinstance(obs, (tuple, list)):
-        return b"".join(_canonical_bytes(o) for o in obs)
-    return repr(obs).encode()
-
-
-def replay(
-    env: gym.Env, seed: int, actions: Sequence[Any], on_frame: Callable[[np.ndarray], None]
-) -> str:
-    """Reset ``env`` with ``seed``, step it with ``actions``, hand every rendered frame (the reset
-    frame, then one a step) to ``on_frame``; return the observations' digest. A replay that ends
-    before the actions run out stops there, and its digest then differs from the original's."""
-    digest = ObsDigest()
-    obs, _ = env.reset(seed=seed)
-    digest.update(obs)
-    on_frame(env.render())
-    for action in actions:
-        obs, _, terminated, truncated, _ = env.step(action)
-        digest.update(obs)
-        on_frame(env.render())
-        if terminated or truncated:
-            break
-    return digest.hexdigest()
+from rlrec.rundir import RunDir
 
 
 class ReplayError(Exception):
@@ -101,19 +45,20 @@ def replay_to_video(
 
     from rlrec.codecs import codec_for
     from rlrec.envs import make_env
-    from rlrec.video import Encoder
+    from rlrec.episode import replay
+    from rlrec.video import Encoder, video_fps
 
-    config_file = run_dir / ".hydra" / "config.yaml"
-    if not config_file.exists():
-        raise ReplayError(f"{run_dir} is not an rlrec run directory (no .hydra/config.yaml)")
-    cfg = OmegaConf.load(config_file)
-    row = _episode_row(run_dir, episode)
-    actions = _episode_actions(run_dir, episode)
+    run = RunDir(run_dir)
+    if not run.is_run():
+        raise ReplayError(f"{run_dir} is not an rlrec run directory (no recorded config)")
+    cfg = OmegaConf.load(run.hydra_config)
+    row = _episode_row(run, episode)
+    actions = _episode_actions(run, episode)
     chosen = codec_for(codec or cfg.video.codec)
-    out = out or run_dir / "videos" / f"replay-episode-{episode}.{chosen.extension}"
+    out = out or run.replay_video(episode, chosen.extension)
     out.parent.mkdir(parents=True, exist_ok=True)
     env = make_env(cfg.env, render=True)
-    fps = cfg.video.fps or env.metadata.get("render_fps") or 30
+    fps = video_fps(cfg.video.fps, env.metadata)
     try:
         with Encoder() as encoder:
             writer = encoder.open(out, chosen, fps)
@@ -134,34 +79,32 @@ def replay_to_video(
     return out
 
 
-def _episode_row(run_dir: Path, episode: int) -> dict[str, Any]:
+def _episode_row(run: RunDir, episode: int) -> dict[str, Any]:
     import pyarrow.compute as pc
 
-    from rlrec.sinks.parquet import read_run_table
-
-    table = read_run_table(run_dir / "episodes.parquet", run_dir / "episodes")
+    table = run.read_episodes()
     if table is None:
-        raise ReplayError(f"{run_dir} has no episodes.parquet (was the parquet sink off?)")
+        raise ReplayError(f"{run.path} has no episodes (was the parquet sink off?)")
     rows = table.filter(pc.equal(table["episode"], episode)).to_pylist()
     if not rows:
-        raise ReplayError(f"episode {episode} is not in {run_dir / 'episodes.parquet'}")
+        raise ReplayError(f"episode {episode} is not in {run.episodes}")
     return rows[0]
 
 
-def _episode_actions(run_dir: Path, episode: int) -> np.ndarray:
+def _episode_actions(run: RunDir, episode: int) -> np.ndarray:
     import pyarrow.compute as pc
 
-    from rlrec.sinks.parquet import ACTIONS_DTYPE_KEY, ACTIONS_SHAPE_KEY, read_run_table
+    from rlrec.sinks.parquet import ACTIONS_DTYPE_KEY, ACTIONS_SHAPE_KEY
 
-    table = read_run_table(run_dir / "_actions.parquet", run_dir / "_actions")
+    table = run.read_actions()
     if table is None:
         raise ReplayError(
-            f"the actions of {run_dir} were not stored (sinks.parquet.actions=false,"
+            f"the actions of {run.path} were not stored (sinks.parquet.actions=false,"
             " or the action space has no fixed array shape), so it cannot be replayed"
         )
     rows = table.filter(pc.equal(table["episode"], episode))
     if rows.num_rows == 0:
-        raise ReplayError(f"no stored actions for episode {episode} in {run_dir}")
+        raise ReplayError(f"no stored actions for episode {episode} in {run.path}")
     meta = table.schema.metadata
     shape = json.loads(meta[ACTIONS_SHAPE_KEY.encode()])
     dtype = np.dtype(meta[ACTIONS_DTYPE_KEY.encode()].decode())

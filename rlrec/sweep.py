@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,22 +16,39 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from scipy import stats
 
 from rlrec.plots import plot_learning_curves
+from rlrec.rundir import RunDir, SweepDir, write_parquet, write_text
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FILE = "summary.parquet"
-GROUPS_FILE = "groups.parquet"
-MARKDOWN_FILE = "summary.md"
-CURVES_FILE = "learning_curves.png"
 BOOTSTRAP_SEED = 0
 BOOTSTRAP_RESAMPLES = 10_000
+#: The override that names the run seed, and its column in the sweep files (as in
+#: ``episodes.parquet``, so that a join on ``job`` and ``run_seed`` just works).
 SEED_KEY = "seed"
+SEED_COLUMN = "run_seed"
+
+#: Every column the summaries always have, with the one Arrow type it has whatever the data (two
+#: sweeps' files then read as one dataset). Override columns take their values' type.
+_FLOAT = pa.float64()
+COLUMN_TYPES: dict[str, pa.DataType] = {
+    "job": pa.int64(),
+    SEED_COLUMN: pa.int64(),
+    "status": pa.string(),
+    "error": pa.string(),
+    "n_episodes": pa.int64(),
+    "window": pa.int64(),
+    "n_seeds": pa.int64(),
+    "n_failed": pa.int64(),
+    "seeds": pa.list_(pa.int64()),
+    "jobs": pa.list_(pa.int64()),
+    **dict.fromkeys(("mean", "std", "iqm", "min", "max", "mean_last"), _FLOAT),
+    **{f"{s}_ci95_{end}": _FLOAT for s in ("mean", "iqm") for end in ("low", "high")},
+}
 
 
 @dataclass
@@ -63,18 +79,17 @@ class SweepSummary:
 
 
 def find_jobs(sweep_dir: Path) -> list[Job]:
-    """The runs under ``sweep_dir`` (folders with a ``.hydra/overrides.yaml``), in job order."""
+    """The runs of the sweep in ``sweep_dir``, in job order."""
     jobs = []
-    for overrides_file in sweep_dir.glob("*/.hydra/overrides.yaml"):
-        run_dir = overrides_file.parent.parent
-        summary_file = run_dir / "summary.json"
-        summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
-        job = summary.get("job", int(run_dir.name) if run_dir.name.isdigit() else len(jobs))
+    for run in SweepDir(sweep_dir).runs():
+        summary = run.read_summary()
+        name = run.path.name
+        job = summary.get("job", int(name) if name.isdigit() else len(jobs))
         jobs.append(
             Job(
-                run_dir,
+                run.path,
                 int(job),
-                parse_overrides(overrides_file),
+                parse_overrides(run.hydra_overrides),
                 summary.get("status", "missing"),
                 summary.get("error"),
             )
@@ -92,20 +107,23 @@ def parse_overrides(overrides_file: Path) -> dict[str, Any]:
 def summarize_sweep(sweep_dir: Path | str, window: int = 100, plot: bool = True) -> SweepSummary:
     """Read every job's episodes and write ``summary.parquet``, ``groups.parquet``,
     ``summary.md`` and (with ``plot``) ``learning_curves.png`` at the sweep root."""
-    sweep_dir = Path(sweep_dir)
-    jobs = find_jobs(sweep_dir)
+    sweep = SweepDir(sweep_dir)
+    jobs = find_jobs(sweep.path)
     _attach_returns(jobs)
     keys = sorted({k for job in jobs for k in job.overrides})
     group_keys = [k for k in keys if k != SEED_KEY]
-    job_table = _typed_table([_job_row(job, keys, window) for job in jobs])
+    job_table = _typed_table([_job_row(job, keys, window) for job in jobs], _job_row_names(keys))
     groups = _group(jobs, group_keys)
-    group_table = _typed_table([_group_row(key, members, group_keys) for key, members in groups])
+    group_table = _typed_table(
+        [_group_row(key, members, group_keys) for key, members in groups],
+        _group_row_names(group_keys),
+    )
     varying = [k for k in group_keys if len({_key(j.overrides.get(k)) for j in jobs}) > 1]
     fixed = {k: jobs[0].overrides.get(k) for k in group_keys if k not in varying}
-    markdown = _markdown(sweep_dir, group_table, varying, fixed, job_table)
-    _write_parquet(job_table, sweep_dir / SUMMARY_FILE)
-    _write_parquet(group_table, sweep_dir / GROUPS_FILE)
-    (sweep_dir / MARKDOWN_FILE).write_text(markdown)
+    markdown = _markdown(sweep.path, group_table, varying, fixed, job_table)
+    write_parquet(job_table, sweep.summary)
+    write_parquet(group_table, sweep.groups)
+    write_text(sweep.markdown, markdown)
     if plot:
         curves = [
             (
@@ -114,15 +132,13 @@ def summarize_sweep(sweep_dir: Path | str, window: int = 100, plot: bool = True)
             )
             for values, members in groups
         ]
-        plot_learning_curves(curves, window, sweep_dir / CURVES_FILE)
-    return SweepSummary(sweep_dir, job_table, group_table, markdown)
+        plot_learning_curves(curves, window, sweep.curves)
+    return SweepSummary(sweep.path, job_table, group_table, markdown)
 
 
 def _attach_returns(jobs: list[Job]) -> None:
     """Every job's returns in episode order, read as one Parquet dataset."""
-    files = [
-        str(job.dir / "episodes.parquet") for job in jobs if (job.dir / "episodes.parquet").exists()
-    ]
+    files = [str(RunDir(j.dir).episodes) for j in jobs if RunDir(j.dir).episodes.exists()]
     if not files:
         return
     table = ds.dataset(files, format="parquet").to_table(columns=["job", "episode", "return"])
@@ -140,7 +156,7 @@ def _job_row(job: Job, keys: list[str], window: int) -> dict[str, Any]:
     n = len(r)
     return {
         "job": job.job,
-        **{k: job.overrides.get(k) for k in keys},
+        **{_column(k): job.overrides.get(k) for k in keys},
         "status": job.status,
         "error": job.error,
         "n_episodes": n,
@@ -152,6 +168,23 @@ def _job_row(job: Job, keys: list[str], window: int) -> dict[str, Any]:
         "mean_last": float(r[-window:].mean()) if n else None,
         "window": window,
     }
+
+
+def _column(key: str) -> str:
+    """The sweep files' column for an override: ``seed`` is ``run_seed``, the rest keep their key."""
+    return SEED_COLUMN if key == SEED_KEY else key
+
+
+def _job_row_names(keys: list[str]) -> list[str]:
+    """The columns of ``summary.parquet``, in order (also when the sweep has no job)."""
+    names = ["job", *map(_column, keys), "status", "error", "n_episodes"]
+    return [*names, "mean", "std", "iqm", "min", "max", "mean_last", "window"]
+
+
+def _group_row_names(group_keys: list[str]) -> list[str]:
+    """The columns of ``groups.parquet``, in order."""
+    names = [*group_keys, "n_seeds", "n_failed", "seeds", "jobs", "mean", "iqm"]
+    return names + [f"{s}_ci95_{end}" for s in ("mean", "iqm") for end in ("low", "high")]
 
 
 def _group(jobs: list[Job], group_keys: list[str]) -> list[tuple[tuple[Any, ...], list[Job]]]:
@@ -229,11 +262,11 @@ def _markdown(
     for row in groups.to_pylist():
         cells = [str(row[k]) for k in varying]
         cells += [
-            str(row["n_seeds"]),
+            _seeds_cell(row["n_seeds"], row["n_failed"]),
             _num(row["mean"]),
-            _interval(row["mean_ci95_low"], row["mean_ci95_high"]),
+            _interval(row["mean_ci95_low"], row["mean_ci95_high"], row["n_seeds"]),
             _num(row["iqm"]),
-            _interval(row["iqm_ci95_low"], row["iqm_ci95_high"]),
+            _interval(row["iqm_ci95_low"], row["iqm_ci95_high"], row["n_seeds"]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
@@ -258,8 +291,15 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def _interval(low: float | None, high: float | None) -> str:
-    return "n/a (1 seed)" if low is None else f"[{low:.2f}, {high:.2f}]"
+def _seeds_cell(n_seeds: int, n_failed: int) -> str:
+    """How many seeds completed, and how many did not (``0 (1 failed)``: nothing to show)."""
+    return f"{n_seeds} ({n_failed} failed)" if n_failed else str(n_seeds)
+
+
+def _interval(low: float | None, high: float | None, n_seeds: int) -> str:
+    if low is not None:
+        return f"[{low:.2f}, {high:.2f}]"
+    return "n/a (1 seed)" if n_seeds == 1 else "n/a (no seed completed)" if not n_seeds else "n/a"
 
 
 def _plain(value: Any) -> Any:
@@ -269,24 +309,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _typed_table(rows: list[dict[str, Any]]) -> pa.Table:
-    """Rows to a table; a column whose values mix types (other than int and float) becomes text."""
-    if not rows:
-        return pa.table({})
+def _typed_table(rows: list[dict[str, Any]], names: list[str]) -> pa.Table:
+    """Rows to a table of the columns ``names``, each with one Arrow type whatever the data: the
+    fixed columns' types from ``COLUMN_TYPES``; an override column takes its values' type (text
+    if they mix types other than int and float, or if every value is null)."""
     columns = {}
-    for name in rows[0]:
+    for name in names:
         values = [row[name] for row in rows]
-        kinds = {type(v) for v in values if v is not None}
-        if len(kinds) > 1 and not kinds <= {int, float}:
-            values = [None if v is None else str(v) for v in values]
-        columns[name] = pa.array(values)
+        type_ = COLUMN_TYPES.get(name)
+        if type_ is None:
+            kinds = {type(v) for v in values if v is not None}
+            if not kinds or (len(kinds) > 1 and not kinds <= {int, float}):
+                values, type_ = [None if v is None else str(v) for v in values], pa.string()
+        columns[name] = pa.array(values, type=type_)
     return pa.table(columns)
-
-
-def _write_parquet(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
 
 
 def summarize_path(path: Path | str, window: int = 100) -> list[SweepSummary]:
@@ -296,17 +332,16 @@ def summarize_path(path: Path | str, window: int = 100) -> list[SweepSummary]:
     a run directory's own Parquet files to ``episodes.parquet``.
     """
     path = Path(path)
-    if (path / ".hydra" / "overrides.yaml").exists():
+    if RunDir(path).hydra_overrides.exists():
         return [_summarize_run(path, window)]
-    sweeps = sorted({p.parent.parent.parent for p in path.glob("**/.hydra/overrides.yaml")})
-    return [summarize_sweep(sweep, window) for sweep in sweeps]
+    return [summarize_sweep(sweep.path, window) for sweep in SweepDir.under(path)]
 
 
 def _summarize_run(run_dir: Path, window: int) -> SweepSummary:
     jobs = [job for job in find_jobs(run_dir.parent) if job.dir == run_dir]
     _attach_returns(jobs)
     keys = sorted(jobs[0].overrides)
-    table = _typed_table([_job_row(job, keys, window) for job in jobs])
+    table = _typed_table([_job_row(job, keys, window) for job in jobs], _job_row_names(keys))
     row = table.to_pylist()[0]
     markdown = (
         f"# Run summary: {run_dir}\n\nstatus {row['status']}, {row['n_episodes']} episodes: "

@@ -11,12 +11,20 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
+from typing import Any
 
+from rlrec.config import check_choice, check_number, is_number
 from rlrec.errors import ConfigError
 
 
 class Trigger:
-    """Films no episode; subclasses say which ones."""
+    """Films no episode; subclasses say which ones.
+
+    A trigger of your own need not derive from this class: any class with ``__call__(episode)
+    -> bool`` will do, named by ``trigger._target_``. One that decides after the episode sets
+    ``decides_after = True`` and implements ``after_episode(episode, episode_return) -> bool``.
+    The attributes below are read (with these defaults) by ``TriggerView`` alone.
+    """
 
     #: Whether any episode can be filmed at all (decides if the env is built to render).
     films: bool = True
@@ -61,7 +69,7 @@ class Periodic(Trigger):
     reason = "periodic"
 
     def __init__(self, period: int = 250) -> None:
-        _at_least("trigger.period", period, 1)
+        check_number("trigger.period", period, 1, integer=True, example=250)
         self.period = period
 
     def __call__(self, episode: int) -> bool:
@@ -111,22 +119,21 @@ class Adaptive(Trigger):
         max_videos: int | None = None,
         method: str = "auto",
     ) -> None:
-        _choice("trigger.criterion", criterion, self.CRITERIA)
-        _choice("trigger.method", method, self.METHODS)
-        if criterion == "threshold" and not _is_number(threshold):
+        check_choice("trigger.criterion", criterion, self.CRITERIA)
+        check_choice("trigger.method", method, self.METHODS)
+        if criterion == "threshold" and not is_number(threshold):
             raise ConfigError(
                 "trigger.threshold",
                 f"must be a number, got {threshold!r}",
                 "pass e.g. trigger.threshold=200 with trigger.criterion=threshold",
             )
-        if not _is_number(z) or z <= 0:
+        if not is_number(z) or z <= 0:
             raise ConfigError(
                 "trigger.z", f"must be a number > 0, got {z!r}", "pass e.g. trigger.z=2"
             )
-        _at_least("trigger.window", window, 2)
-        _at_least("trigger.warmup", warmup, 0)
-        if max_videos is not None:
-            _at_least("trigger.max_videos", max_videos, 0)
+        check_number("trigger.window", window, 2, integer=True)
+        check_number("trigger.warmup", warmup, 0, integer=True)
+        check_number("trigger.max_videos", max_videos, 0, integer=True, allow_none=True)
         self.criterion, self.threshold, self.above, self.z = criterion, threshold, above, z
         self.window, self.warmup, self.max_videos, self.method = window, warmup, max_videos, method
         self.reason = criterion
@@ -163,21 +170,34 @@ class Adaptive(Trigger):
         return abs(value - mean) > self.z * statistics.stdev(self._recent)
 
 
-def _choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(
-            key,
-            f"must be one of {', '.join(allowed)}, got {value!r}",
-            f"pass e.g. {key}={allowed[0]}",
-        )
+class TriggerView:
+    """The one reader of a trigger's flags, with defaults for a user's trigger that lacks them.
 
+    >>> view = TriggerView(lambda episode: episode % 3 == 0)
+    >>> view.before(3), view.decides_after, view.reason
+    (True, False, 'custom')
+    """
 
-def _at_least(key: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(
-            key, f"must be an integer >= {low}, got {value!r}", f"pass e.g. {key}={max(low, 10)}"
-        )
+    def __init__(self, trigger: Any) -> None:
+        self.trigger = trigger
+        #: Whether any episode can be filmed at all (decides if the env is built to render).
+        self.films = bool(getattr(trigger, "films", True))
+        #: Whether the decision waits for the episode's end (``after_episode``).
+        self.decides_after = bool(getattr(trigger, "decides_after", False))
+        #: How a trigger that decides afterwards gets its films: replay, buffer or auto.
+        self.method = getattr(trigger, "method", "replay") if self.decides_after else "replay"
+        #: Why an episode this trigger chose is filmed (the ``video_reason`` column).
+        self.reason = str(getattr(trigger, "reason", None) or "custom")
 
+    @property
+    def exhausted(self) -> bool:
+        """Whether the trigger will choose no more episodes (``max_videos`` reached)."""
+        return bool(getattr(self.trigger, "exhausted", False))
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    def before(self, episode: int) -> bool:
+        """Film ``episode`` live, as it runs?"""
+        return self.films and bool(self.trigger(episode))
+
+    def after(self, episode: int, episode_return: float) -> bool:
+        """Film ``episode`` now that it has ended (a trigger that decides afterwards)?"""
+        return self.decides_after and bool(self.trigger.after_episode(episode, episode_return))

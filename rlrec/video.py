@@ -22,10 +22,12 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from rlrec.codecs import Codec
+from rlrec.rundir import partial_path
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,10 @@ class VideoSettings:
         return f"{self.name_prefix}-episode-{episode}.{self.codec.extension}"
 
 
-#: The run directory's folder of videos.
-VIDEOS_DIR = "videos"
+def video_fps(fps: float | None, metadata: dict[str, Any]) -> float:
+    """``video.fps``, or the env's real-time rate: ``metadata["render_fps"]`` (30 where absent)."""
+    return float(fps or metadata.get("render_fps") or 30)
+
 
 #: Frames the episode may run ahead of the encoder; bounds memory whatever the episode length.
 SLOTS = 16
@@ -51,12 +55,15 @@ SLOTS = 16
 class Encoder:
     """The helper process, started at the first filmed episode and shared by all of a run's videos.
 
-    Example::
-
-        with Encoder() as encoder:
-            writer = encoder.open(Path("videos/eval-episode-0.mp4"), CODECS["mp4v"], fps=50)
-            writer.add(env.render())   # as many times as there are frames
-            writer.close()             # the file now exists under its final name
+    >>> import tempfile
+    >>> from rlrec.codecs import CODECS
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> with Encoder() as encoder:
+    ...     writer = encoder.open(folder / "demo-episode-0.mp4", CODECS["mp4v"], fps=50)
+    ...     for _ in range(3):  # one add per frame: the reset frame, then one a step
+    ...         writer.add(np.zeros((64, 96, 3), np.uint8))
+    ...     writer.close().name  # complete under its final name from here on
+    'demo-episode-0.mp4'
     """
 
     def __init__(self) -> None:
@@ -85,7 +92,7 @@ class Encoder:
         """String finished videos together into ``path``, each frame captioned with its part's
         text; the file appears under its final name once complete."""
         self.start()
-        tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+        tmp = partial_path(path)
         spec = {
             "tmp": str(tmp),
             "final": str(path),
@@ -159,7 +166,7 @@ class VideoWriter:
 
     def __init__(self, encoder: Encoder, path: Path, codec: Codec, fps: float) -> None:
         self.path = path
-        self.tmp_path = path.with_name(f".{path.stem}.partial{path.suffix}")
+        self.tmp_path = partial_path(path)
         self.frames = 0
         self._encoder, self._codec, self._fps = encoder, codec, float(fps)
         self._ring: np.memmap | None = None

@@ -9,10 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from rlrec.plots import plot_learning_curve
-from rlrec.sinks.plot import CURVE_FILE
+from rlrec.rundir import RunDir
 
 
 def main() -> int:
@@ -20,14 +18,15 @@ def main() -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--window", type=int, default=100, help="episodes in the moving average")
     args = parser.parse_args()
-    episodes = args.run_dir / "episodes.parquet"
-    if not episodes.exists():
-        print(f"plot: error: {episodes} does not exist", file=sys.stderr)
+    run = RunDir(args.run_dir)
+    table = run.read_episodes()  # the merged file, or a stopped run's parts
+    if table is None:
+        print(f"plot: error: {run.path} holds no episodes", file=sys.stderr)
         return 2
-    table = pq.read_table(episodes, columns=["episode", "return", "video"]).sort_by("episode")
+    table = table.select(["episode", "return", "video"]).sort_by("episode")
     returns = table["return"].to_numpy()
     filmed = [row["episode"] for row in table.to_pylist() if row["video"]]
-    out = args.run_dir / CURVE_FILE
+    out = run.learning_curve
     plot_learning_curve(returns, filmed, args.window, out)
     print(out)
     return 0

@@ -13,8 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from rlrec.errors import ConfigError
-from rlrec.replay import ObsDigest, replay
-from rlrec.runner import Runner, record
+from rlrec.digest import ObsDigest
+from rlrec.episode import replay
+from rlrec.runner import record
 from rlrec.triggers import Adaptive
 from tests.conftest import ROOT, compose_config, contract_seed, decode, run_cli
 
@@ -122,8 +123,7 @@ def test_bad_settings_name_their_key(kwargs, key):
 
 def test_replayed_frames_equal_the_frames_filmed_live(tmp_path):
     cfg = compose_config(["trigger=never", "episodes=4", "seed=2", "sinks=[parquet]"])
-    runner = Runner(cfg, tmp_path)
-    runner.run()
+    record(cfg, tmp_path)
     actions = pq.read_table(tmp_path / "_actions.parquet").to_pylist()
     for row, stored in zip(_rows(tmp_path), actions, strict=True):
         # The episode as it happened, rendered live by a plain Gymnasium loop.

@@ -35,7 +35,17 @@ def _info(tmp_path, config=None):
 
 
 def _record(i, video=None):
-    return EpisodeRecord(i, 1000 + i, float(i), i + 1, 0.01 * i, i % 2 == 0, i % 2 == 1, video)
+    return EpisodeRecord(
+        episode=i,
+        seed=1000 + i,
+        episode_return=float(i),
+        length=i + 1,
+        duration_s=0.01 * i,
+        terminated=i % 2 == 0,
+        truncated=i % 2 == 1,
+        video=video,
+        obs_digest="",
+    )
 
 
 def test_run_file_has_contract_schema_and_config_metadata(tmp_path):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from omegaconf.errors import OmegaConfBaseException
 
 from rlrec.errors import ConfigError
+from rlrec.build import build
 from rlrec.runner import Runner
 from tests.conftest import ROOT, compose_config, decode
 
@@ -76,15 +77,14 @@ def test_any_value_either_runs_or_fails_with_the_user_error_message(tmp_path, ke
     except (ConfigCompositionException, OmegaConfBaseException):
         return  # Hydra's own parser or schema refused it: Hydra's message, exit 1 (contract)
     try:
-        runner = Runner(cfg, tmp_path / "run")
+        objects = build(cfg, tmp_path / "run")
     except ConfigError as err:
         assert err.key and err.problem and err.fix
         return
     if cfg.episodes > 50:
-        runner.env.close()
-        runner._stop_encoder()
+        objects.close()
         return  # valid, just long: building it is the check
-    summary = runner.run()
+    summary = Runner(objects).run()
     assert summary["status"] == "complete"
 
 
@@ -96,7 +96,7 @@ def test_an_env_whose_extra_is_missing_names_the_pip_extra(tmp_path):
     else:
         pytest.skip("box2d is installed here")
     with pytest.raises(ConfigError) as err:
-        Runner(compose_config(["env.id=LunarLander-v3", "trigger=never"]), tmp_path)
+        build(compose_config(["env.id=LunarLander-v3", "trigger=never"]), tmp_path)
     assert err.value.key == "env.id" and "gymnasium[box2d]" in err.value.fix
 
 

@@ -7,6 +7,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
+from rlrec.build import build
 from rlrec.runner import Runner, record
 from tests.conftest import compose_config, contract_seed, decode, plain_loop
 from tests.policies import BalancePolicy
@@ -88,9 +89,9 @@ def test_policy_hooks_receive_the_episode_as_it_ran(tmp_path):
             "env.max_episode_steps=40",
         ]
     )
-    runner = Runner(cfg, tmp_path)
-    runner.run()
-    policy = runner.policy
+    objects = build(cfg, tmp_path)
+    Runner(objects).run()
+    policy = objects.policy
     rows = pq.read_table(tmp_path / "episodes.parquet").to_pylist()
     assert policy.tag == "x"
     assert policy.resets == [contract_seed(5, i, 1) for i in range(3)]
@@ -117,11 +118,11 @@ def test_only_filmed_episodes_render(tmp_path):
             "env.max_episode_steps=30",
         ]
     )
-    runner = Runner(cfg, tmp_path)
+    objects = build(cfg, tmp_path)
     calls = []
-    real_render = runner.env.render
-    runner.env.render = lambda: calls.append(1) or real_render()
-    runner.run()
+    real_render = objects.env.render
+    objects.env.render = lambda: calls.append(1) or real_render()
+    Runner(objects).run()
     rows = pq.read_table(tmp_path / "episodes.parquet").to_pylist()
     filmed = [r for r in rows if r["video"] is not None]
     assert [r["episode"] for r in filmed] == [0, 3, 6]
@@ -133,9 +134,9 @@ def test_only_filmed_episodes_render(tmp_path):
 
 def test_stats_only_run_builds_env_without_rendering(tmp_path):
     cfg = compose_config(["trigger=never", "sinks=[parquet]", "episodes=2"])
-    runner = Runner(cfg, tmp_path)
-    assert runner.env.render_mode is None
-    runner.run()
+    objects = build(cfg, tmp_path)
+    assert objects.env.render_mode is None
+    Runner(objects).run()
     assert not (tmp_path / "videos").exists()
 
 
@@ -184,8 +185,8 @@ def test_failure_inside_episode_keeps_finished_episodes_and_no_partial_video(tmp
             "env.max_episode_steps=20",
         ]
     )
-    runner = Runner(cfg, tmp_path)
-    real_step, steps = runner.env.step, []
+    objects = build(cfg, tmp_path)
+    real_step, steps = objects.env.step, []
 
     def failing_step(action):
         steps.append(action)
@@ -193,9 +194,9 @@ def test_failure_inside_episode_keeps_finished_episodes_and_no_partial_video(tmp
             raise RuntimeError("the simulator crashed")
         return real_step(action)
 
-    runner.env.step = failing_step
+    objects.env.step = failing_step
     with pytest.raises(RuntimeError, match="simulator crashed"):
-        runner.run()
+        Runner(objects).run()
     rows = pq.read_table(tmp_path / "episodes.parquet").to_pylist()
     assert [r["episode"] for r in rows] == [0, 1]
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed"

@@ -13,6 +13,20 @@ from rlrec.sinks.progress import ProgressSink
 from rlrec.stats import RunningStats
 
 
+
+def _record(episode, episode_return, length, video=None):
+    return EpisodeRecord(
+        episode=episode,
+        seed=0,
+        episode_return=episode_return,
+        length=length,
+        duration_s=0.1,
+        terminated=True,
+        truncated=False,
+        video=video,
+        obs_digest="",
+    )
+
 def _run(tmp_path, episodes=3):
     return RunInfo(tmp_path, "CartPole-v1", 0, 0, episodes, {})
 
@@ -37,14 +51,10 @@ def test_console_prints_every_nth_episode_and_the_summary(tmp_path, monkeypatch)
     sink.open(_run(tmp_path, 5))
     for i in range(5):
         sink.write(
-            EpisodeRecord(
+            _record(
                 i,
-                0,
                 10.0 + i,
                 10 + i,
-                0.1,
-                True,
-                False,
                 video="videos/eval-episode-3.mp4" if i == 3 else None,
             )
         )
@@ -67,7 +77,7 @@ def test_console_prints_every_episode_by_default(tmp_path, monkeypatch):
     sink = ConsoleSink()
     sink.open(_run(tmp_path, 1000))
     for i in range(1000):
-        sink.write(EpisodeRecord(i, 0, 1.0, 1, 0.1, True, False))
+        sink.write(_record(i, 1.0, 1))
     assert sum(line.startswith("Episode") for line in out.getvalue().splitlines()) == 1000
 
 
@@ -76,7 +86,7 @@ def test_console_summary_of_one_episode_says_why_there_is_no_interval(tmp_path, 
     monkeypatch.setattr(sys, "stdout", out)
     sink = ConsoleSink()
     sink.open(_run(tmp_path, 1))
-    sink.write(EpisodeRecord(0, 0, 5.0, 5, 0.1, True, False))
+    sink.write(_record(0, 5.0, 5))
     sink.close(_summary([5.0]) | {"success_rate": 1.0})
     assert "n/a" in out.getvalue() and "success rate 100.0%" in out.getvalue()
 
@@ -86,7 +96,7 @@ def test_progress_bar_only_on_a_terminal_unless_forced(tmp_path, capsys, force, 
     sink = ProgressSink(force=force)  # under pytest stdout is not a terminal
     sink.open(_run(tmp_path, 3))
     for i in range(3):
-        sink.write(EpisodeRecord(i, 0, 1.0, 1, 0.1, True, False))
+        sink.write(_record(i, 1.0, 1))
     sink.close({"status": "complete"})
     err = capsys.readouterr().err
     assert ("3/3" in err) is shown

@@ -11,6 +11,7 @@ import pytest
 
 from rlrec.plots import moving_average, plot_learning_curve
 from rlrec.qlearning import QLearning
+from rlrec.build import build
 from rlrec.runner import Runner, record
 from tests.conftest import compose_config, decode, run_cli
 
@@ -52,9 +53,9 @@ def test_training_is_a_function_of_the_seed(tmp_path):
 
 def test_checkpoint_round_trip_gives_the_same_greedy_actions(tmp_path):
     cfg = compose_config(["policy=qlearning", "trigger=never", "episodes=200", "sinks=[parquet]"])
-    runner = Runner(cfg, tmp_path / "train")
-    runner.run()
-    trained = runner.policy
+    objects = build(cfg, tmp_path / "train")
+    Runner(objects).run()
+    trained = objects.policy
     checkpoint = tmp_path / "train" / "policy.checkpoint"
     assert checkpoint.exists()
     env = gym.make("CartPole-v1")
@@ -71,7 +72,7 @@ def test_checkpoint_round_trip_gives_the_same_greedy_actions(tmp_path):
     trained.epsilon = 0.0
     assert [loaded.act(o) for o in observations] == [trained.act(o) for o in observations]
     # Evaluating the checkpoint: greedy, no learning, the table unchanged.
-    evaluation = Runner(
+    evaluation = build(
         compose_config(
             [
                 "policy=qlearning",
@@ -83,7 +84,7 @@ def test_checkpoint_round_trip_gives_the_same_greedy_actions(tmp_path):
         ),
         tmp_path / "eval",
     )
-    evaluation.run()
+    Runner(evaluation).run()
     assert np.array_equal(evaluation.policy.q, trained.q) and evaluation.policy.epsilon == 0.0
 
 
@@ -92,7 +93,7 @@ def test_a_bad_checkpoint_is_a_config_error(tmp_path):
 
     (tmp_path / "junk").write_text("not a table")
     with pytest.raises(ConfigError) as err:
-        Runner(
+        build(
             compose_config(["policy=qlearning", f"policy.checkpoint={tmp_path / 'junk'}"]),
             tmp_path / "run",
         )

@@ -1,25 +1,55 @@
-"""Sinks: where per-episode statistics go; each has ``open``, ``write(record)`` and ``close``.
+"""Sinks: where per-episode statistics go.
 
-The ``sinks`` config group holds several at once (``'sinks=[parquet,console]'``); the runner
-instantiates each node and hands every finished episode to every sink.
+The ``sinks`` config group holds several at once (``'sinks=[parquet,console]'``); each node is
+built by its ``_target_`` and receives every finished episode, in episode order. A sink of your own
+is any class with ``open(run)``, ``write(record)`` and ``close(summary)``; it may also have
+``flush()`` and ``restore(records)``. Deriving from ``Sink`` gives no-op defaults for all five.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from rlrec.records import EpisodeRecord, RunInfo
 
 
-@runtime_checkable
-class Sink(Protocol):
-    """The interface every sink implements."""
+class Sink:
+    """The interface every sink implements; each hook does nothing unless overridden."""
 
     def open(self, run: RunInfo) -> None:
         """Called once before the first episode."""
 
+    def restore(self, records: list[EpisodeRecord]) -> None:
+        """On resume, right after ``open``: the episodes the run finished before it stopped (they
+        are already on disk; a sink that draws or counts across the run may want them)."""
+
     def write(self, record: EpisodeRecord) -> None:
         """Called once per finished episode, in episode order."""
 
+    def flush(self) -> None:
+        """Put everything written so far on disk (before a checkpoint is taken)."""
+
     def close(self, summary: dict[str, Any]) -> None:
         """Called once at the end, also after an error or an interrupt (``summary['status']``)."""
+
+
+class _UserSink(Sink):
+    """A sink of the user's that does not derive from ``Sink``: the hooks it lacks do nothing."""
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+        for hook in ("open", "restore", "write", "flush", "close"):
+            method = getattr(sink, hook, None)
+            if callable(method):
+                setattr(self, hook, method)
+
+    def __repr__(self) -> str:
+        return repr(self.sink)
+
+
+def as_sink(obj: Any) -> Sink:
+    """``obj`` as a ``Sink``: itself if it derives from ``Sink``, else wrapped."""
+    return obj if isinstance(obj, Sink) else _UserSink(obj)
+
+
+__all__ = ["Sink", "as_sink"]

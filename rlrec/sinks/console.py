@@ -7,9 +7,11 @@ from typing import Any
 
 from rlrec.config import check_number
 from rlrec.records import EpisodeRecord, RunInfo
+from rlrec.rundir import RunDir
+from rlrec.sinks import Sink
 
 
-class ConsoleSink:
+class ConsoleSink(Sink):
     """Print ``Episode 3: 24 steps, return = 24.00`` lines and the run's summary.
 
     ``every``: a line every ``every`` episodes (1: every episode); a filmed episode's line, which
@@ -54,7 +56,7 @@ class ConsoleSink:
         if summary.get("success_rate") is not None:
             print(f"  success rate {summary['success_rate']:.1%}", file=self._out)
         if summary.get("videos"):
-            print(f"  {summary['videos']} videos in {run.run_dir / 'videos'}", file=self._out)
+            print(f"  {summary['videos']} videos in {RunDir(run.run_dir).videos}", file=self._out)
         self._out.flush()
 
 

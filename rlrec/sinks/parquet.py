@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -30,15 +29,18 @@ from rlrec.records import (
     VERSIONS_METADATA_KEY,
     EpisodeRecord,
     RunInfo,
+    record_values,
 )
+from rlrec.rundir import RunDir, atomic_path, part_file, part_files
+from rlrec.sinks import Sink
 
 log = logging.getLogger(__name__)
 
-EPISODES_FILE = "episodes.parquet"
-ACTIONS_FILE = "_actions.parquet"
+#: Keys of ``_actions.parquet``'s metadata: each episode's actions are stored flat.
 ACTIONS_SHAPE_KEY = "rlrec.action_shape"
-MERGE_BYTES = 16 * 2**20
 ACTIONS_DTYPE_KEY = "rlrec.action_dtype"
+#: Bytes of rows gathered into one row group when parts are merged.
+MERGE_BYTES = 16 * 2**20
 
 
 class PartFiles:
@@ -47,22 +49,21 @@ class PartFiles:
     def __init__(self, folder: Path, target: Path, batch_rows: int) -> None:
         self.folder, self.target, self.batch_rows = folder, target, batch_rows
         folder.mkdir(parents=True, exist_ok=True)
-        self._next = len(list(folder.glob("part-*.parquet")))
+        self._next = len(part_files(folder))
         self.schema: pa.Schema | None = None
 
     def write(self, table: pa.Table) -> None:
         """Write ``table`` as the next part, whole or not at all."""
         self.schema = table.schema
-        _write_whole(table, self.folder / f"part-{self._next:05d}.parquet")
+        _write_whole(table, part_file(self.folder, self._next))
         self._next += 1
 
     def merge(self, schema: pa.Schema | None = None) -> None:
         """Merge the parts (a batch of rows at a time) into the target; remove the folder."""
-        files = sorted(self.folder.glob("part-*.parquet"))
+        files = part_files(self.folder)
         schema = schema or self.schema or (pq.read_schema(files[0]) if files else None)
         if schema is not None:
-            tmp = self.target.with_name(f".{self.target.name}.partial")
-            with pq.ParquetWriter(tmp, schema) as writer:
+            with atomic_path(self.target) as tmp, pq.ParquetWriter(tmp, schema) as writer:
                 pending: list[pa.Table] = []
                 rows = size = 0
                 for file in files:
@@ -80,11 +81,10 @@ class PartFiles:
                     writer.write_table(
                         pa.concat_tables(pending) if pending else schema.empty_table()
                     )
-            os.replace(tmp, self.target)
         shutil.rmtree(self.folder)
 
 
-class ParquetSink:
+class ParquetSink(Sink):
     """Write every finished episode (and, with ``actions``, its actions) to Parquet."""
 
     def __init__(
@@ -98,16 +98,15 @@ class ParquetSink:
 
     def open(self, run: RunInfo) -> None:
         self._run = run
-        self._episodes = PartFiles(
-            run.run_dir / "episodes", run.run_dir / EPISODES_FILE, self.batch_rows
-        )
+        files = RunDir(run.run_dir)
+        self._episodes = PartFiles(files.episode_parts, files.episodes, self.batch_rows)
         self._metadata = {
             CONFIG_METADATA_KEY: json.dumps(run.config),
             VERSIONS_METADATA_KEY: json.dumps(_versions()),
         }
         self._schema = EPISODE_SCHEMA.with_metadata(self._metadata)
         self._actions = (
-            PartFiles(run.run_dir / "_actions", run.run_dir / ACTIONS_FILE, self.batch_rows)
+            PartFiles(files.action_parts, files.actions, self.batch_rows)
             if self.actions
             else None
         )
@@ -117,7 +116,7 @@ class ParquetSink:
         self._flush_at = time.monotonic() + self.flush_seconds
 
     def write(self, record: EpisodeRecord) -> None:
-        for append, value in zip(self._appenders, _values(record), strict=True):
+        for append, value in zip(self._appenders, record_values(record), strict=True):
             append(value)
         if self._actions is not None:
             self._episode_actions.append(record.actions)
@@ -217,39 +216,9 @@ def _column(values: list[Any], type_: pa.DataType) -> pa.Array:
     return pa.Array.from_buffers(type_, n, buffers, null_count=nulls)
 
 
-def read_run_table(final: Path, parts: Path) -> pa.Table | None:
-    """What a run wrote: the merged ``final`` file or, if the run stopped before merging, its
-    whole ``parts``; None if neither exists."""
-    if final.exists():
-        return pq.ParquetFile(final).read()
-    files = sorted(parts.glob("part-*.parquet")) if parts.is_dir() else []
-    if not files:
-        return None
-    return pa.concat_tables([pq.ParquetFile(f).read() for f in files])
-
-
-def _values(record: EpisodeRecord) -> tuple[Any, ...]:
-    return (
-        record.episode,
-        record.seed,
-        record.episode_return,
-        record.length,
-        record.duration_s,
-        record.terminated,
-        record.truncated,
-        record.video,
-        record.success,
-        record.video_reason,
-        record.obs_digest,
-        record.env_index,
-        record.worker,
-    )
-
-
 def _write_whole(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def _versions() -> dict[str, str]:

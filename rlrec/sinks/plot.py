@@ -9,11 +9,11 @@ import numpy as np
 
 from rlrec.config import check_number
 from rlrec.records import EpisodeRecord, RunInfo
+from rlrec.rundir import RunDir
+from rlrec.sinks import Sink
 
-CURVE_FILE = "learning_curve.png"
 
-
-class PlotSink:
+class PlotSink(Sink):
     """Keep every return (8 bytes an episode) and draw the learning curve when the run ends."""
 
     def __init__(self, window: int = 100) -> None:
@@ -43,5 +43,5 @@ class PlotSink:
                 np.frombuffer(self._returns),
                 self._filmed,
                 self.window,
-                self._run.run_dir / CURVE_FILE,
+                RunDir(self._run.run_dir).learning_curve,
             )

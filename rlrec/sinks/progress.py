@@ -6,9 +6,10 @@ import sys
 from typing import Any
 
 from rlrec.records import EpisodeRecord, RunInfo
+from rlrec.sinks import Sink
 
 
-class ProgressSink:
+class ProgressSink(Sink):
     """A bar over the run's episodes with the mean return so far.
 
     Off when stdout is not a terminal (logs, CI, sweeps), unless ``force`` is true.

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
+from rlrec.build import build
+from rlrec.drivers import run_here
 from rlrec.errors import ConfigError
 from rlrec.records import EpisodeRecord
 from rlrec.signals import StopSignals
@@ -48,8 +50,9 @@ class WorkerError(RuntimeError):
 
 
 class WorkerPool:
-    """K worker processes running ``episodes`` of one run; ``records()`` yields what they finish
-    (in the order it arrives); after a stop, ``drained`` holds what came in while stopping."""
+    """K worker processes running ``episodes`` of the run configured by ``config`` (a plain
+    dict: it is pickled to each); ``records()`` yields what they finish (in the order it
+    arrives); after a stop, ``drained`` holds what came in while stopping."""
 
     def __init__(
         self, config: dict[str, Any], run_dir: Path, job: int, workers: int, episodes: range
@@ -131,20 +134,19 @@ class WorkerPool:
 def work(
     config: dict[str, Any], run_dir: str, job: int, worker: int, tasks: mp.Queue, outbox: mp.Queue
 ) -> None:
-    """A worker process: run the episodes of the chunks it takes from ``tasks``; send the
-    records, then "done" (or the error)."""
-    from rlrec.runner import Runner  # here: the runner imports this module
-
+    """A worker process: build the run's objects as worker ``worker`` (no sinks; only the films
+    the trigger picks before an episode), run the episodes of the chunks it takes from
+    ``tasks``; send the records, then "done" (or the error)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's process's to handle
     parent = mp.parent_process()
     batch: list[EpisodeRecord] = []
     ending: tuple[str, int, Any] = ("done", worker, None)
     try:
-        runner = Runner(OmegaConf.create(config), Path(run_dir), job, worker=worker)
+        objects = build(OmegaConf.create(config), Path(run_dir), job, worker=worker)
         try:
-            with runner.signals.installed():
+            with objects.signals.installed():
                 sent = time.monotonic()
-                for record in runner.run_episodes(_take(tasks)):
+                for record in run_here(objects, _take(tasks)):
                     record.worker = worker
                     record.actions = _compact(record.actions)
                     batch.append(record)
@@ -155,7 +157,7 @@ def work(
                         outbox.put(("records", worker, batch))
                         batch, sent = [], now
         finally:
-            runner.release()
+            objects.close()
     except KeyboardInterrupt:
         pass  # stopped by the run's process: what was finished is sent below
     except ConfigError as err:

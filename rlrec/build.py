@@ -1,0 +1,207 @@
+"""Build: the one place where the config becomes objects.
+
+``build(cfg, run_dir)`` checks every key, then makes the trigger, the env (or vector env), the
+policy, the filming and the sinks, and returns them as one closeable ``Objects``. The run's process
+and each worker process call it alike; a worker differs only in what it is asked to be
+(``worker=w``): it runs episodes, films what the trigger picks before they run, and has no sinks.
+"""
+
+from __future__ import annotations
+
+import copy
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+from omegaconf import DictConfig
+
+from rlrec.codecs import codec_for
+from rlrec.config import instantiate_node, validate
+from rlrec.envs import close_vector_env, make_env, make_vector_env
+from rlrec.episode import SuccessRule
+from rlrec.errors import ConfigError
+from rlrec.filming import Filming
+from rlrec.policies import PolicyHooks, build_policy
+from rlrec.rundir import RunDir
+from rlrec.signals import StopSignals
+from rlrec.sinks import Sink, as_sink
+from rlrec.triggers import TriggerView
+from rlrec.video import VideoSettings, video_fps
+
+
+@dataclass
+class Objects:
+    """Everything one process of a run works with; ``close()`` releases the envs and encoders."""
+
+    cfg: DictConfig
+    run: RunDir
+    job: int
+    #: The worker process this is (None: the run's own process).
+    worker: int | None
+    trigger: TriggerView
+    filming: Filming
+    policy: Any
+    hooks: PolicyHooks
+    success: SuccessRule
+    signals: StopSignals
+    #: The env episodes run on in this process: a plain env, a vector env, or neither (the run's
+    #: process of a run with worker processes).
+    env: gym.Env | None = None
+    vec: gym.vector.VectorEnv | None = None
+    #: A vector env's policy hooks, one per sub-environment (the same one for ``act_batch``).
+    vec_hooks: list[PolicyHooks] = field(default_factory=list)
+    sinks: list[Sink] = field(default_factory=list)
+
+    @property
+    def seed(self) -> int:
+        return self.cfg.seed
+
+    @property
+    def episodes(self) -> int:
+        return self.cfg.episodes
+
+    @property
+    def workers(self) -> int:
+        return self.cfg.get("workers", 1) if self.worker is None else 1
+
+    @property
+    def parallel(self) -> bool:
+        """Whether episodes run side by side (sub-environments, worker processes) and so arrive
+        out of order."""
+        return self.cfg.env.get("num_envs", 1) > 1 or self.cfg.get("workers", 1) > 1
+
+    @property
+    def learns(self) -> bool:
+        """Whether the policy has state that the episodes change (a resume must restore it): it
+        has ``update`` or ``end_episode``, and does not say ``learning = False``."""
+        if getattr(self.policy, "learning", True) is False:  # e.g. evaluating a checkpoint
+            return False
+        return self.hooks.update is not None or self.hooks.end_episode is not None
+
+    def close(self) -> None:
+        """Stop the encoders and close the envs."""
+        self.filming.close()
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+        if self.vec is not None:
+            close_vector_env(self.vec)
+            self.vec = None
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def build(
+    cfg: DictConfig, run_dir: Path | str, job: int = 0, worker: int | None = None
+) -> Objects:
+    """Check ``cfg`` and build what it describes, for the run's process or for ``worker``."""
+    validate(cfg)
+    run = RunDir(run_dir)
+    in_charge = worker is None
+    trigger = TriggerView(instantiate_node(cfg.trigger, "trigger"))
+    codec = codec_for(cfg.video.codec)
+    num_envs, workers = cfg.env.get("num_envs", 1), cfg.get("workers", 1)
+    parallel = num_envs > 1 or workers > 1
+    renders = Filming.renders(trigger, in_charge, parallel)
+    runs_here = not (in_charge and workers > 1)  # else the worker processes run the episodes
+    sinks = (
+        [as_sink(instantiate_node(n, f"sinks.{k}")) for k, n in cfg.sinks.items()]
+        if in_charge
+        else []
+    )
+    vec_hooks: list[PolicyHooks] = []
+    env = vec = None
+    if runs_here and num_envs > 1:
+        vec = make_vector_env(cfg.env, render=renders)
+        metadata = vec.metadata
+    else:
+        env = make_env(cfg.env, render=renders)
+        metadata = env.metadata
+    try:
+        if vec is not None:
+            spaces = vec.single_observation_space, vec.single_action_space
+            vec_hooks = _vector_hooks(cfg.policy, *spaces, vec.num_envs)
+            hooks = vec_hooks[0]
+            policy = hooks.policy
+        else:
+            policy = build_policy(cfg.policy, env.observation_space, env.action_space)
+            hooks = PolicyHooks.of(policy)
+        if not runs_here:
+            env.close()  # only its spaces were needed: the workers build their own
+            env = None
+        fps = video_fps(cfg.video.fps, metadata)
+        video = VideoSettings(codec, fps, cfg.video.name_prefix)
+        filming = Filming(
+            trigger, video, run, cfg.env, in_charge=in_charge, parallel=parallel, worker=worker
+        )
+        if renders and runs_here and not parallel:
+            filming.prestart()
+    except BaseException:
+        for opened in (env, vec):
+            if opened is not None:
+                opened.close()
+        raise
+    # A worker process leaves Ctrl-C to the run's process, which stops it with SIGTERM.
+    signals = StopSignals(_STOP_SIGNALS if in_charge else (signal.SIGTERM,))
+    success = SuccessRule(cfg.get("success_threshold"), cfg.get("success_key"))
+    objects = Objects(
+        cfg, run, job, worker, trigger, filming, policy, hooks, success, signals,
+        env=env, vec=vec, vec_hooks=vec_hooks, sinks=sinks,
+    )  # fmt: skip
+    if in_charge and parallel:
+        try:
+            _check_parallel(objects)
+        except BaseException:
+            objects.close()
+            raise
+    return objects
+
+
+def _vector_hooks(
+    policy_cfg: DictConfig, obs_space: gym.Space, action_space: gym.Space, n: int
+) -> list[PolicyHooks]:
+    """One policy for the whole batch if it has ``act_batch``; else an instance per
+    sub-environment, each with its own copy of the spaces (so ``random`` reseeds its own
+    generator per episode)."""
+    first = PolicyHooks.of(
+        build_policy(policy_cfg, copy.deepcopy(obs_space), copy.deepcopy(action_space))
+    )
+    if first.act_batch is not None:
+        return [first] * n
+    rest = [
+        PolicyHooks.of(
+            build_policy(policy_cfg, copy.deepcopy(obs_space), copy.deepcopy(action_space))
+        )
+        for _ in range(n - 1)
+    ]
+    return [first, *rest]
+
+
+def _check_parallel(objects: Objects) -> None:
+    """What sub-environments and worker processes cannot do, refused before anything runs."""
+    cfg, trigger = objects.cfg, objects.trigger
+    key = "workers" if cfg.get("workers", 1) > 1 else "env.num_envs"
+    if objects.learns:
+        raise ConfigError(
+            key,
+            f"{cfg.policy._target_} learns (it has update or end_episode), and "
+            "episodes run side by side would teach it out of order, or teach separate copies",
+            "train with env.num_envs=1 workers=1 and evaluate the result in parallel (a "
+            "policy that does not learn can say so with an attribute learning = False)",
+        )
+    if trigger.decides_after and trigger.method == "buffer":
+        raise ConfigError(
+            "trigger.method",
+            "buffer films every episode to a temporary file in the process that runs it; "
+            "with sub-environments or workers the decision is made elsewhere",
+            "use trigger.method=replay (or auto) with env.num_envs or workers",
+        )
+    if trigger.decides_after and cfg.video.get("tile"):
+        raise ConfigError(
+            "video.tile",
+            "a grid video is filmed while the episodes run, and this trigger decides after",
+            "use video.tile=true with trigger=every or trigger=periodic",
+        )

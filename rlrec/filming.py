@@ -1,0 +1,179 @@
+"""Filming: the trigger's decisions turned into videos under the run directory.
+
+An episode the trigger picks before it runs is filmed live: its frames stream to an encoder process
+while it steps. A trigger that decides after the episode films by replay: the episode's actions are
+kept, and a chosen episode is replayed on a second env (reset with its seed, the same actions,
+rendering on) straight into the encoder; the film is kept only if the replay's observation digest
+equals the episode's. An env that does not replay exactly makes ``method=auto`` film every later
+episode to a temporary file instead (``buffer``), kept or dropped when the trigger decides.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import gymnasium as gym
+from omegaconf import DictConfig
+
+from rlrec.envs import make_env
+from rlrec.episode import replay
+from rlrec.records import EpisodeRecord
+from rlrec.rundir import RunDir
+from rlrec.triggers import TriggerView
+from rlrec.video import Encoder, VideoSettings, VideoWriter
+
+log = logging.getLogger(__name__)
+
+#: ``video_reason`` of an episode the trigger chose that did not replay exactly.
+REPLAY_MISMATCH = "replay_mismatch"
+
+
+class Filming:
+    """Which episode is filmed, how, and under which name.
+
+    ``in_charge`` is false in a worker process: the run's process decides after the episodes (in
+    episode order, as a sequential run would) and films by replay, so a worker films only what
+    the trigger picks before an episode runs.
+    """
+
+    def __init__(
+        self,
+        trigger: TriggerView,
+        video: VideoSettings,
+        run: RunDir,
+        env_cfg: DictConfig,
+        *,
+        in_charge: bool = True,
+        parallel: bool = False,
+        worker: int | None = None,
+    ) -> None:
+        self.trigger, self.video, self.run, self._env_cfg = trigger, video, run, env_cfg
+        self.in_charge, self.parallel = in_charge, parallel
+        self._encoders: dict[int, Encoder] = {}
+        self._replay_env: gym.Env | None = None
+        # buffer from the start, or (auto) from the first episode that does not replay exactly
+        self.buffering = in_charge and trigger.decides_after and trigger.method == "buffer"
+        #: (video, episode, return) of every filmed episode, in order: the timelapse's parts.
+        self.filmed: list[tuple[str, int, float]] = []
+        tile = f"{video.name_prefix}-tiled" + (f"-worker-{worker}" if worker is not None else "")
+        self.tile_path = run.video(f"{tile}.{video.codec.extension}")
+
+    @staticmethod
+    def renders(trigger: TriggerView, in_charge: bool, parallel: bool) -> bool:
+        """Whether the env that runs the episodes must render: a trigger that decides afterwards
+        films by replay on another env, except that a sequential run may fall back to buffering."""
+        if trigger.decides_after:
+            return trigger.films and in_charge and not parallel
+        return trigger.films
+
+    def prestart(self) -> None:
+        """Start the encoder process now: it imports its codecs while the env is built."""
+        self._encoder(0).start()
+
+    # -- live films -----------------------------------------------------------------------------
+    def begins(self, episode: int) -> tuple[VideoWriter | None, bool]:
+        """At an episode's start: the writer its frames go to (None if none), and whether the
+        trigger chose it already (else it is buffered, in case the trigger chooses it after)."""
+        live = self.trigger.before(episode)
+        buffered = not live and self.buffering and not self.trigger.exhausted
+        return (self.open(episode) if live or buffered else None), live
+
+    def open(self, episode: int, slot: int = 0) -> VideoWriter:
+        """A writer for ``episode``'s video; ``slot`` picks an encoder (films that overlap in time,
+        on the sub-environments of a vector env, each need their own)."""
+        return self.open_path(self.run.video(self.video.file_name(episode)), slot)
+
+    def open_path(self, path: Path, slot: int = 0) -> VideoWriter:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return self._encoder(slot).open(path, self.video.codec, self.video.fps)
+
+    def settle(self, record: EpisodeRecord, writer: VideoWriter | None, live: bool) -> None:
+        """An episode has ended: keep, drop or (for a trigger that decides afterwards, when this
+        process is in charge) make its video; set the record's ``video`` and ``video_reason``."""
+        try:
+            chosen = live or (
+                self.in_charge and self.trigger.after(record.episode, record.episode_return)
+            )
+            if writer is not None and chosen:
+                record.video = self.run.relative(writer.close())
+                record.video_reason = self.trigger.reason
+            elif writer is not None:
+                writer.abort()  # filmed in case the trigger chose it; it did not
+            elif chosen:
+                self._film_by_replay(record)
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+
+    def shared(self, record: EpisodeRecord, path: Path) -> None:
+        """``record`` is filmed in a video it shares with others (a tiled grid)."""
+        record.video, record.video_reason = self.run.relative(path), self.trigger.reason
+
+    def _film_by_replay(self, record: EpisodeRecord) -> None:
+        """Film a finished episode by replaying it; keep the film only if it is that episode."""
+        if self._replay_env is None:  # a second env: replays never disturb the running one
+            self._replay_env = make_env(self._env_cfg, render=True)
+        writer = self.open(record.episode)
+        try:
+            digest = replay(self._replay_env, record.seed, record.actions, writer.add)
+        except BaseException:
+            writer.abort()
+            raise
+        if digest == record.obs_digest:
+            record.video = self.run.relative(writer.close())
+            record.video_reason = self.trigger.reason
+            return
+        writer.abort()
+        record.video_reason = REPLAY_MISMATCH
+        fallback = self.trigger.method == "auto" and not self.parallel
+        log.warning(
+            "episode %d of %s did not replay exactly, so it has no video%s",
+            record.episode,
+            self._env_cfg.id,
+            "; filming every later episode to a temporary file instead" if fallback else "",
+        )
+        self.buffering = self.buffering or fallback
+
+    # -- the run's films --------------------------------------------------------------------------
+    def accepted(self, record: EpisodeRecord) -> None:
+        """A finished episode reached the sinks (in order): remember its film for the timelapse."""
+        if record.video is not None:
+            self.filmed.append((record.video, record.episode, record.episode_return))
+
+    def restore(self, records: list[EpisodeRecord]) -> None:
+        """A resumed run's earlier episodes: the trigger's memory, the fallback, the films."""
+        for record in records:
+            if self.trigger.decides_after:
+                self.trigger.after(record.episode, record.episode_return)
+            if record.video_reason == REPLAY_MISMATCH and self.trigger.method == "auto":
+                self.buffering = True
+            self.accepted(record)
+
+    def timelapse(self) -> Path | None:
+        """``timelapse.<ext>``: the filmed episodes in order, each captioned with its return;
+        None with fewer than two films of their own (a shared grid video does not count)."""
+        parts = [
+            (self.run.path / video, f"episode {episode}   return {episode_return:.1f}")
+            for video, episode, episode_return in self.filmed
+            if Path(video).name == self.video.file_name(episode)
+        ]
+        if len(parts) < 2:
+            return None
+        path = self.run.timelapse(self.video.codec.extension)
+        return self._encoder(0).timelapse(path, self.video.codec, self.video.fps, parts)
+
+    def close(self) -> None:
+        """Stop the encoder processes and close the replay env."""
+        encoders, self._encoders = self._encoders, {}
+        for encoder in encoders.values():
+            encoder.shutdown()
+        if self._replay_env is not None:
+            self._replay_env.close()
+            self._replay_env = None
+
+    def _encoder(self, slot: int) -> Encoder:
+        if slot not in self._encoders:
+            self._encoders[slot] = Encoder()
+        return self._encoders[slot]

@@ -1,0 +1,287 @@
+"""The run directory and the sweep directory: every file name, the atomic write, the readers.
+
+This module is the only place that names a file of a run or a sweep; everything else asks a
+``RunDir`` or a ``SweepDir`` for a path. A file appears under its final name only when it is whole:
+it is written under a dot-prefixed temporary name (``atomic_path``) and renamed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+#: Hydra's record of a run, and what a sweep's jobs are found by.
+HYDRA_DIR = ".hydra"
+CONFIG_FILE = "config.yaml"
+OVERRIDES_FILE = "overrides.yaml"
+
+
+def partial_path(path: Path) -> Path:
+    """The temporary name a file is written under: dot-prefixed, so that no final-name pattern
+    (``*.parquet``, ``<prefix>-episode-*.mp4``) ever matches it."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path to write ``path``'s content to; rename it to ``path`` once the block
+    ends without an error, delete it otherwise. Readers see the whole file or none."""
+    tmp = partial_path(path)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
+#: A part file of a table that a run writes as it goes (``episodes/``, ``_actions/``).
+PART_GLOB = "part-*.parquet"
+
+
+def part_file(folder: Path, index: int) -> Path:
+    """The ``index``-th part file in ``folder``."""
+    return folder / f"part-{index:05d}.parquet"
+
+
+def part_files(folder: Path) -> list[Path]:
+    """The whole part files in ``folder``, in order (temporary files never match)."""
+    return sorted(folder.glob(PART_GLOB)) if folder.is_dir() else []
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole (temporary name, then rename)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+class RunDir:
+    """One run's folder (see the README's "The run directory")."""
+
+    VIDEOS = "videos"
+    EPISODES = "episodes.parquet"
+    EPISODE_PARTS = "episodes"
+    ACTIONS = "_actions.parquet"
+    ACTION_PARTS = "_actions"
+    SUMMARY = "summary.json"
+    POLICY_CHECKPOINT = "policy.checkpoint"
+    CHECKPOINTS = "_checkpoints"
+    LEARNING_CURVE = "learning_curve.png"
+    TIMELAPSE = "timelapse"
+    REPLAY_PREFIX = "replay"
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # -- paths --------------------------------------------------------------------------------
+    @property
+    def videos(self) -> Path:
+        return self.path / self.VIDEOS
+
+    @property
+    def episodes(self) -> Path:
+        return self.path / self.EPISODES
+
+    @property
+    def episode_parts(self) -> Path:
+        return self.path / self.EPISODE_PARTS
+
+    @property
+    def actions(self) -> Path:
+        return self.path / self.ACTIONS
+
+    @property
+    def action_parts(self) -> Path:
+        return self.path / self.ACTION_PARTS
+
+    @property
+    def summary_file(self) -> Path:
+        return self.path / self.SUMMARY
+
+    @property
+    def policy_checkpoint(self) -> Path:
+        return self.path / self.POLICY_CHECKPOINT
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / self.CHECKPOINTS
+
+    @property
+    def learning_curve(self) -> Path:
+        return self.path / self.LEARNING_CURVE
+
+    @property
+    def hydra_config(self) -> Path:
+        return self.path / HYDRA_DIR / CONFIG_FILE
+
+    @property
+    def hydra_overrides(self) -> Path:
+        return self.path / HYDRA_DIR / OVERRIDES_FILE
+
+    def video(self, file_name: str) -> Path:
+        """``videos/<file_name>``."""
+        return self.videos / file_name
+
+    def replay_video(self, episode: int, extension: str) -> Path:
+        """Where ``rlrec-replay`` films an episode by default."""
+        return self.videos / f"{self.REPLAY_PREFIX}-episode-{episode}.{extension}"
+
+    def timelapse(self, extension: str) -> Path:
+        return self.path / f"{self.TIMELAPSE}.{extension}"
+
+    def checkpoint(self, next_episode: int) -> Path:
+        """``_checkpoints/episode-<N>/policy.checkpoint``: a learning policy's state before
+        episode N."""
+        return self.checkpoints / f"episode-{next_episode}" / self.POLICY_CHECKPOINT
+
+    def write_checkpoint(self, next_episode: int, save: Callable[[Path], None]) -> None:
+        """Have ``save(path)`` write the checkpoint before ``next_episode`` into a staging folder,
+        put it in place whole, then remove the older ones."""
+        final = self.checkpoint(next_episode).parent
+        staging = partial_path(final)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        save(staging / self.POLICY_CHECKPOINT)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)
+        for older in self.checkpoints.glob("episode-*"):
+            if older != final:
+                shutil.rmtree(older, ignore_errors=True)
+
+    def checkpoints_up_to(self, episode: int) -> list[tuple[int, Path]]:
+        """(N, checkpoint file) of the whole checkpoints taken before an episode <= ``episode``,
+        oldest first."""
+        found = []
+        for folder in self.checkpoints.glob("episode-*"):
+            n = folder.name.removeprefix("episode-")
+            if n.isdigit() and int(n) <= episode:
+                found.append((int(n), folder / self.POLICY_CHECKPOINT))
+        return sorted(found)
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the run directory, as the ``video`` column holds it."""
+        return path.relative_to(self.path).as_posix()
+
+    # -- what a run left ----------------------------------------------------------------------
+    def read_episodes(self) -> Any:
+        """``episodes.parquet`` or, if the run stopped before merging, its whole parts, as an
+        Arrow table; None if neither exists."""
+        return _read_table(self.episodes, self.episode_parts)
+
+    def read_actions(self) -> Any:
+        """``_actions.parquet`` (or its parts) as an Arrow table; None if the run kept none."""
+        return _read_table(self.actions, self.action_parts)
+
+    def episode_videos(self) -> list[tuple[int, Path]]:
+        """(episode, path) of every per-episode video the run filmed (not the replays made after
+        it), under its final name."""
+        found = []
+        for path in self.videos.glob("*-episode-*.*") if self.videos.is_dir() else ():
+            index = path.stem.rsplit("-", 1)[-1]
+            if path.name.startswith((".", f"{self.REPLAY_PREFIX}-")) or not index.isdigit():
+                continue
+            found.append((int(index), path))
+        return sorted(found)
+
+    def timelapses(self) -> list[Path]:
+        """The run's timelapse, whatever its codec's extension."""
+        return sorted(self.path.glob(f"{self.TIMELAPSE}.*"))
+
+    def replace_parts(self, folder: Path, table: Any) -> None:
+        """Make ``table`` the only part of ``folder`` (and drop the merged file it would become),
+        as one step: a reader sees the old parts or the new one."""
+        import pyarrow.parquet as pq
+
+        staging = partial_path(folder)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        pq.write_table(table, part_file(staging, 0))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(staging, folder)
+
+    def read_summary(self) -> dict[str, Any]:
+        """``summary.json`` as a dict; empty if the run never wrote one."""
+        path = self.summary_file
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        """Write ``summary.json`` whole."""
+        write_text(self.summary_file, json.dumps(summary, indent=2) + "\n")
+
+    def update_summary(self, **fields: Any) -> None:
+        """Set ``fields`` in ``summary.json``, creating it if the run failed before it had one."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.write_summary(self.read_summary() | fields)
+
+    def is_run(self) -> bool:
+        """Whether Hydra (or ``rlrec.run``) recorded a run here."""
+        return self.hydra_config.exists()
+
+
+class SweepDir:
+    """A sweep's root folder: one run directory per job, and the summaries across them."""
+
+    SUMMARY = "summary.parquet"
+    GROUPS = "groups.parquet"
+    MARKDOWN = "summary.md"
+    CURVES = "learning_curves.png"
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    @property
+    def summary(self) -> Path:
+        return self.path / self.SUMMARY
+
+    @property
+    def groups(self) -> Path:
+        return self.path / self.GROUPS
+
+    @property
+    def markdown(self) -> Path:
+        return self.path / self.MARKDOWN
+
+    @property
+    def curves(self) -> Path:
+        return self.path / self.CURVES
+
+    def runs(self) -> list[RunDir]:
+        """The jobs' run directories (folders with Hydra's overrides record)."""
+        return [
+            RunDir(p.parent.parent) for p in self.path.glob(f"*/{HYDRA_DIR}/{OVERRIDES_FILE}")
+        ]
+
+    @staticmethod
+    def under(path: Path) -> list[SweepDir]:
+        """Every sweep below ``path`` (searched recursively)."""
+        found = {p.parent.parent.parent for p in path.glob(f"**/{HYDRA_DIR}/{OVERRIDES_FILE}")}
+        return [SweepDir(p) for p in sorted(found)]
+
+
+def write_parquet(table: Any, path: Path) -> None:
+    """Write an Arrow table to ``path`` whole."""
+    import pyarrow.parquet as pq
+
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def _read_table(final: Path, parts: Path) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # ParquetFile, not read_table: that imports pyarrow.dataset (0.1-0.5 s)
+    if final.exists():
+        return pq.ParquetFile(final).read()
+    files = part_files(parts)
+    if not files:
+        return None
+    return pa.concat_tables([pq.ParquetFile(f).read() for f in files])
