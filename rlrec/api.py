@@ -16,8 +16,8 @@ from omegaconf import OmegaConf, open_dict
 from rlrec.cli import CONF_DIR
 from rlrec.hydra_callbacks import check_writable, register_resolvers
 from rlrec.resume import resumed_config
+from rlrec.rundir import RunDir, write_hydra_record
 from rlrec.runner import record
-from rlrec.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,6 @@ def run(
 
 
 def _save_hydra_record(cfg: Any, record_dir: Path) -> None:
-    """The ``.hydra/`` folder the CLI would leave: the config, the overrides, Hydra's own node."""
-    record_dir.mkdir(parents=True, exist_ok=True)
+    """Hydra's record as the CLI would leave it: the config, the overrides, Hydra's own node."""
     task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-    OmegaConf.save(task_cfg, record_dir / "config.yaml")
-    OmegaConf.save(cfg.hydra.overrides.task, record_dir / "overrides.yaml")
-    OmegaConf.save(OmegaConf.create({"hydra": cfg.hydra}), record_dir / "hydra.yaml")
+    write_hydra_record(record_dir, task_cfg, cfg.hydra.overrides.task, cfg.hydra)

@@ -94,9 +94,7 @@ class Objects:
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def build(
-    cfg: DictConfig, run_dir: Path | str, job: int = 0, worker: int | None = None
-) -> Objects:
+def build(cfg: DictConfig, run_dir: Path | str, job: int = 0, worker: int | None = None) -> Objects:
     """Check ``cfg`` and build what it describes, for the run's process or for ``worker``."""
     validate(cfg)
     run = RunDir(run_dir)

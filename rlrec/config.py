@@ -168,9 +168,11 @@ def _known_only(node: DictConfig, prefix: str, known: set[str]) -> None:
 
 def _target_keys_only(node: DictConfig, prefix: str, skip: set[str]) -> None:
     """The keys of a ``_target_`` node against the arguments its class (or factory) takes."""
-    target = node.get("_target_") if "_target_" in node and not OmegaConf.is_missing(
-        node, "_target_"
-    ) else None
+    target = (
+        node.get("_target_")
+        if "_target_" in node and not OmegaConf.is_missing(node, "_target_")
+        else None
+    )
     if not isinstance(target, str):
         return  # instantiate_node says what is wrong with a missing or odd _target_
     try:

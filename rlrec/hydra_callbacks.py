@@ -13,6 +13,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from rlrec.errors import ConfigError
+from rlrec.rundir import hydra_record_dir
 
 _claimed: dict[str, str] = {}  # base folder -> the folder this process created for it
 _resume_records: dict[str, str] = {}  # resumed run -> its record folder in this process
@@ -48,11 +49,11 @@ def run_dir(resume: str | None, base: str) -> str:
 def record_dir(resume: str | None) -> str:
     """Hydra's record folder: ``.hydra``; a resume keeps it and writes ``.hydra-resume-N``."""
     if not resume:
-        return ".hydra"
+        return hydra_record_dir()
     if resume not in _resume_records:
-        taken = {p.name for p in Path(resume).glob(".hydra-resume-*")}
+        taken = {p.name for p in Path(resume).iterdir()} if Path(resume).is_dir() else set()
         _resume_records[resume] = next(
-            f".hydra-resume-{k}" for k in itertools.count(1) if f".hydra-resume-{k}" not in taken
+            hydra_record_dir(k) for k in itertools.count(1) if hydra_record_dir(k) not in taken
         )
     return _resume_records[resume]
 

@@ -15,10 +15,28 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-#: Hydra's record of a run, and what a sweep's jobs are found by.
+#: Hydra's record of a run (``.hydra-resume-N`` beside it for each resume), and what a sweep's
+#: jobs are found by.
 HYDRA_DIR = ".hydra"
 CONFIG_FILE = "config.yaml"
 OVERRIDES_FILE = "overrides.yaml"
+HYDRA_FILE = "hydra.yaml"
+
+
+def hydra_record_dir(resume: int = 0) -> str:
+    """The folder of Hydra's record: ``.hydra``, or ``.hydra-resume-<K>`` for the K-th resume."""
+    return HYDRA_DIR if resume == 0 else f"{HYDRA_DIR}-resume-{resume}"
+
+
+def write_hydra_record(folder: Path, config: Any, overrides: Any, hydra: Any) -> None:
+    """The record the CLI's Hydra leaves (``rlrec.run`` writes the same): the task's config, its
+    overrides, Hydra's own node."""
+    from omegaconf import OmegaConf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(config, folder / CONFIG_FILE)
+    OmegaConf.save(overrides, folder / OVERRIDES_FILE)
+    OmegaConf.save(OmegaConf.create({"hydra": hydra}), folder / HYDRA_FILE)
 
 
 def partial_path(path: Path) -> Path:
@@ -255,9 +273,7 @@ class SweepDir:
 
     def runs(self) -> list[RunDir]:
         """The jobs' run directories (folders with Hydra's overrides record)."""
-        return [
-            RunDir(p.parent.parent) for p in self.path.glob(f"*/{HYDRA_DIR}/{OVERRIDES_FILE}")
-        ]
+        return [RunDir(p.parent.parent) for p in self.path.glob(f"*/{HYDRA_DIR}/{OVERRIDES_FILE}")]
 
     @staticmethod
     def under(path: Path) -> list[SweepDir]:

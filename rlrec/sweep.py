@@ -60,6 +60,7 @@ class Job:
     overrides: dict[str, Any]
     status: str
     error: str | None = None
+    run_seed: int | None = None
     returns: np.ndarray = field(default_factory=lambda: np.empty(0))
 
 
@@ -85,16 +86,24 @@ def find_jobs(sweep_dir: Path) -> list[Job]:
         summary = run.read_summary()
         name = run.path.name
         job = summary.get("job", int(name) if name.isdigit() else len(jobs))
+        overrides = parse_overrides(run.hydra_overrides)
         jobs.append(
             Job(
                 run.path,
                 int(job),
-                parse_overrides(run.hydra_overrides),
+                overrides,
                 summary.get("status", "missing"),
                 summary.get("error"),
+                overrides.get(SEED_KEY, summary.get("seed", _recorded_seed(run))),
             )
         )
     return sorted(jobs, key=lambda j: j.job)
+
+
+def _recorded_seed(run: RunDir) -> int | None:
+    """The run seed in the job's recorded config (a job that failed early has no summary)."""
+    config = yaml.safe_load(run.hydra_config.read_text()) if run.hydra_config.exists() else None
+    return config.get("seed") if isinstance(config, dict) else None
 
 
 def parse_overrides(overrides_file: Path) -> dict[str, Any]:
@@ -156,7 +165,8 @@ def _job_row(job: Job, keys: list[str], window: int) -> dict[str, Any]:
     n = len(r)
     return {
         "job": job.job,
-        **{_column(k): job.overrides.get(k) for k in keys},
+        SEED_COLUMN: job.run_seed,
+        **{k: job.overrides.get(k) for k in keys if k != SEED_KEY},
         "status": job.status,
         "error": job.error,
         "n_episodes": n,
@@ -170,14 +180,11 @@ def _job_row(job: Job, keys: list[str], window: int) -> dict[str, Any]:
     }
 
 
-def _column(key: str) -> str:
-    """The sweep files' column for an override: ``seed`` is ``run_seed``, the rest keep their key."""
-    return SEED_COLUMN if key == SEED_KEY else key
-
-
 def _job_row_names(keys: list[str]) -> list[str]:
-    """The columns of ``summary.parquet``, in order (also when the sweep has no job)."""
-    names = ["job", *map(_column, keys), "status", "error", "n_episodes"]
+    """The columns of ``summary.parquet``, in order: the job, its run seed (swept or not), the
+    other overrides, how it ended, its statistics."""
+    overrides = [k for k in keys if k != SEED_KEY]
+    names = ["job", SEED_COLUMN, *overrides, "status", "error", "n_episodes"]
     return [*names, "mean", "std", "iqm", "min", "max", "mean_last", "window"]
 
 
@@ -214,7 +221,7 @@ def _group_row(
     row |= {
         "n_seeds": len(complete),
         "n_failed": len(members) - len(complete),
-        "seeds": [j.overrides.get(SEED_KEY) for j in complete],
+        "seeds": [j.run_seed for j in complete],
         "jobs": [j.job for j in complete],
         "mean": float(means.mean()) if len(means) else None,
         "iqm": iqm(means) if len(means) else None,

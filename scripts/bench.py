@@ -7,6 +7,11 @@
     python scripts/bench.py training        # issue 4: experiment=train, five seeds
     python scripts/bench.py reliability     # issue 6: memory of 100,000 vs 10,000 episodes
     python scripts/bench.py parallel        # issue 7: vector envs and worker processes
+    python scripts/bench.py core --against 829b750   # also an older commit, interleaved
+
+``--against REV`` checks REV out in a temporary git worktree and runs every rlrec command of the
+suite there too, interleaved with this tree's, then prints new / old for each (``core`` and
+``parallel``): a restructuring must not cost speed.
 
 Every figure is a whole process (a subprocess), timed from the outside; where start-up is not the
 point it is subtracted by timing a one-step run of the same command. Runs of different commands
@@ -16,7 +21,9 @@ are interleaved and the median is reported, because this machine is shared and n
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -29,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
 PY = sys.executable
+#: A worktree of ``--against REV``, whose rlrec the "(old)" commands run.
+OLD: Path | None = None
 
 
 @dataclass
@@ -94,17 +103,63 @@ def rlrec(*overrides: str) -> list[str]:
     return rlrec_in(*overrides)[0]
 
 
-def rlrec_in(*overrides: str) -> tuple[list[str], Path]:
-    """``python run.py`` and the fresh temporary folder it writes to."""
+def rlrec_in(*overrides: str, root: Path = ROOT) -> tuple[list[str], Path]:
+    """``python run.py`` (of ``root``'s rlrec) and the fresh temporary folder it writes to."""
     out = Path(tempfile.mkdtemp(prefix="rlrec-bench-"))
-    return [PY, str(ROOT / "run.py"), *overrides, f"hydra.run.dir={out}"], out
+    # PYTHONPATH: the encoder and worker processes import the same rlrec as the run
+    env = ["env", f"PYTHONPATH={root}"] if root != ROOT else []
+    return [*env, PY, str(root / "run.py"), *overrides, f"hydra.run.dir={out}"], out
+
+
+def old(*overrides: str) -> list[str]:
+    """``python run.py`` of the ``--against`` commit."""
+    assert OLD is not None
+    return rlrec_in(*overrides, root=OLD)[0]
+
+
+def with_old(commands: dict[str, Callable[[], list[str]]], overrides: dict[str, tuple[str, ...]]):
+    """``commands`` plus, with ``--against``, an "(old)" twin of each rlrec command in
+    ``overrides`` (its name -> its overrides), interleaved with the rest."""
+    if OLD is None:
+        return commands
+    twins = {f"{name} (old)": (lambda o=o: old(*o)) for name, o in overrides.items()}
+    return commands | twins
+
+
+def print_against(runs: dict[str, list[Measured]], names: list[str]) -> None:
+    """new / old for every command that has an "(old)" twin."""
+    if OLD is None:
+        return
+    print(f"  this tree against {OLD.name} (median of each, whole process):")
+    for name in names:
+        new, before = median(runs[name]), median(runs[f"{name} (old)"])
+        print(
+            f"    {name:36s} new {new:7.2f} s  old {before:7.2f} s  new / old = {new / before:.3f}"
+        )
+
+
+def checkout(rev: str) -> Path:
+    """``rev`` in a temporary git worktree, removed when the benchmark ends."""
+    folder = Path(tempfile.mkdtemp(prefix="rlrec-old-")) / rev.replace("/", "_")
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(folder), rev],
+        check=True,
+        capture_output=True,
+    )
+
+    def remove() -> None:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)])
+        shutil.rmtree(folder.parent, ignore_errors=True)
+
+    atexit.register(remove)
+    return folder
 
 
 def filmed_frames(run_dir: Path) -> int:
     """Frames in the run's videos: length + 1 for every filmed episode."""
-    import pyarrow.parquet as pq
+    from rlrec.rundir import RunDir
 
-    rows = pq.read_table(run_dir / "episodes.parquet", columns=["length", "video"]).to_pylist()
+    rows = RunDir(run_dir).read_episodes().select(["length", "video"]).to_pylist()
     return sum(r["length"] + 1 for r in rows if r["video"])
 
 
@@ -123,21 +178,23 @@ def core(args: argparse.Namespace) -> None:
     film = ["policy=custom", "policy._target_=bench_policies.Balance", "trigger=every", "seed=0"]
     one_step = ["env.max_episode_steps=1", "episodes=1"]
     out = tempfile.mkdtemp(prefix="gym-bench-")
+    filmed = (*film, "episodes=5", "env.max_episode_steps=500")
     commands = {
         "A gymnasium RecordVideo": lambda: baseline("recordvideo", "--out", out),
         "A start-up (1 step)": lambda: baseline(
             "recordvideo", "--out", out, "--episodes", "1", "--max-steps", "1"
         ),
-        "B rlrec": lambda: rlrec(*film, "episodes=5", "env.max_episode_steps=500"),
+        "B rlrec": lambda: rlrec(*filmed),
         "B start-up (1 step)": lambda: rlrec(*film, *one_step),
         "R render only": lambda: baseline("render"),
         "R start-up (1 step)": lambda: baseline("render", "--episodes", "1", "--max-steps", "1"),
     }
+    commands = with_old(commands, {"B rlrec": filmed, "B start-up (1 step)": (*film, *one_step)})
     runs = interleaved(commands, args.repeats)
     loop = {
         k[0]: median(runs[k]) - median(runs[f"{k[0]} start-up (1 step)"])
         for k in runs
-        if "start-up" not in k
+        if "start-up" not in k and "(old)" not in k
     }
     print(
         f"\nFilming 5 CartPole episodes x 500 steps, every episode, mp4v "
@@ -147,6 +204,10 @@ def core(args: argparse.Namespace) -> None:
         print(f"  {name:26s} {loop[name[0]]:7.2f} s   (whole process {median(runs[name]):.2f} s)")
     print(f"  A / B = {loop['A'] / loop['B']:.2f}x   (target >= 2x: rlrec faster than Gymnasium)")
     print(f"  B / R = {loop['B'] / loop['R']:.2f}x   (target <= 1.25x of rendering alone)")
+    if OLD is not None:
+        before = median(runs["B rlrec (old)"]) - median(runs["B start-up (1 step) (old)"])
+        print(f"  B new / old = {loop['B'] / before:.3f}   (the filming loop, start-up subtracted)")
+        print_against(runs, ["B rlrec", "B start-up (1 step)"])
 
     print("\nMemory, one 5,000-step filmed episode (peak RSS of the whole process):")
     long = [
@@ -182,18 +243,21 @@ def core(args: argparse.Namespace) -> None:
         ),
         "rlrec trigger=never": lambda: rlrec("trigger=never", "episodes=10000"),
     }
+    names = list(stats)
+    stats = with_old(stats, {"rlrec trigger=never": ("trigger=never", "episodes=10000")})
     runs = interleaved(stats, args.stats_repeats)
-    guide, seeded, ours = (median(runs[k]) for k in stats)
+    guide, seeded, ours = (median(runs[k]) for k in names)
     print(
         f"\nStats only, 10,000 random CartPole episodes, whole process incl. start-up "
         f"(median of {args.stats_repeats}):"
     )
-    for name in stats:
+    for name in names:
         print(f"  {name:38s} {median(runs[name]):6.2f} s")
     print(f"  rlrec / guide = {ours / guide:.2f}x   (target <= 1.25x)")
     print(
         f"  rlrec / seeded guide = {ours / seeded:.2f}x   (rlrec's own cost: Hydra, Parquet, ...)"
     )
+    print_against(runs, ["rlrec trigger=never"])
 
 
 def sweep(args: argparse.Namespace) -> None:
@@ -264,13 +328,14 @@ def training(args: argparse.Namespace) -> None:
     """Issue 4: ``python run.py experiment=train`` (10,000 episodes), whole process, five seeds;
     the episode by which the last 100 episodes' mean return first reaches 195."""
     import numpy as np
-    import pyarrow.parquet as pq
+
+    from rlrec.rundir import RunDir
 
     print("\npython run.py experiment=train, whole process, per seed:")
     for seed in range(5):
         cmd, out = rlrec_in("experiment=train", f"seed={seed}")
         seconds = measure(cmd).seconds
-        returns = pq.read_table(out / "episodes.parquet").sort_by("episode")["return"].to_numpy()
+        returns = RunDir(out).read_episodes().sort_by("episode")["return"].to_numpy()
         rolling = np.convolve(returns, np.ones(100) / 100, mode="valid")
         reached = np.flatnonzero(rolling >= 195)
         first = f"episode {reached[0] + 99}" if len(reached) else "never"
@@ -294,28 +359,38 @@ def reliability(args: argparse.Namespace) -> None:
 
 def parallel(args: argparse.Namespace) -> None:
     """Issue 7: 100,000 cheap stats-only episodes, and 1,000 episodes of a 1 ms-a-step env."""
+    many = ("trigger=never", "episodes=100000")
+    cheap_rlrec = {
+        "rlrec workers=1": many,
+        "rlrec workers=2": (*many, "workers=2"),
+        "rlrec env.num_envs=8 (sync)": (*many, "env.num_envs=8", "env.vectorization=sync"),
+    }
     cheap = {
         "guide loop + RecordEpisodeStatistics": lambda: baseline("guide", "--episodes", "100000"),
-        "rlrec workers=1": lambda: rlrec("trigger=never", "episodes=100000"),
-        "rlrec workers=2": lambda: rlrec("trigger=never", "episodes=100000", "workers=2"),
-        "rlrec env.num_envs=8 (sync)": lambda: rlrec(
-            "trigger=never", "episodes=100000", "env.num_envs=8", "env.vectorization=sync"
-        ),
+        **{name: (lambda o=o: rlrec(*o)) for name, o in cheap_rlrec.items()},
     }
+    names = list(cheap)
+    cheap = with_old(cheap, cheap_rlrec)
     runs = interleaved(cheap, args.stats_repeats)
     one = median(runs["rlrec workers=1"])
     print(
         f"\n100,000 random CartPole episodes, stats only, default sinks, whole process "
         f"(median of {args.stats_repeats}):"
     )
-    for name in cheap:
+    for name in names:
         print(
             f"  {name:38s} {median(runs[name]):6.2f} s   workers=1 / this = "
             f"{one / median(runs[name]):.2f}x"
         )
     print("  target: workers=2 at least 1.6x faster than workers=1")
+    print_against(runs, list(cheap_rlrec))
 
     slow = ["env.id=bench_envs:SlowCartPole-v1", "trigger=never", "episodes=1000"]
+    slow_rlrec = {
+        "rlrec N=1": tuple(slow),
+        "rlrec env.num_envs=2 async": (*slow, "env.num_envs=2", "env.vectorization=async"),
+        "rlrec workers=2": (*slow, "workers=2"),
+    }
     slow_runs = {
         "Gymnasium plain loop (N=1)": lambda: baseline(
             "vector", "--env", "SlowCartPole-v1", "--num-envs", "1", "--episodes", "1000"
@@ -323,24 +398,23 @@ def parallel(args: argparse.Namespace) -> None:
         "Gymnasium async vector env, N=2": lambda: baseline(
             "vector", "--env", "SlowCartPole-v1", "--num-envs", "2", "--episodes", "1000"
         ),
-        "rlrec N=1": lambda: rlrec(*slow),
-        "rlrec env.num_envs=2 async": lambda: rlrec(
-            *slow, "env.num_envs=2", "env.vectorization=async"
-        ),
-        "rlrec workers=2": lambda: rlrec(*slow, "workers=2"),
+        **{name: (lambda o=o: rlrec(*o)) for name, o in slow_rlrec.items()},
     }
+    names = list(slow_runs)
+    slow_runs = with_old(slow_runs, slow_rlrec)
     runs = interleaved(slow_runs, args.repeats)
     print(
         f"\n1,000 random episodes of CartPole burning 1 ms of CPU a step, whole process "
         f"(median of {args.repeats}):"
     )
-    for name in slow_runs:
+    for name in names:
         base = "rlrec N=1" if name.startswith("rlrec") else "Gymnasium plain loop (N=1)"
         print(
             f"  {name:38s} {median(runs[name]):6.2f} s   {base} / this = "
             f"{median(runs[base]) / median(runs[name]):.2f}x"
         )
     print("  targets: rlrec async N=2 at least 1.35x, rlrec workers=2 at least 1.7x")
+    print_against(runs, list(slow_rlrec))
 
 
 def main() -> None:
@@ -351,7 +425,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each filming command")
     parser.add_argument("--stats-repeats", type=int, default=5, help="runs of each stats command")
     parser.add_argument("--quick", action="store_true", help="skip Gymnasium's 3.5 GB memory run")
+    parser.add_argument(
+        "--against", metavar="REV", help="also run a git commit's rlrec, interleaved"
+    )
     args = parser.parse_args()
+    if args.against:
+        global OLD
+        OLD = checkout(args.against)
     suites = {
         "core": core,
         "sweep": sweep,

@@ -12,9 +12,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from rlrec.errors import ConfigError
 from rlrec.digest import ObsDigest
 from rlrec.episode import replay
+from rlrec.errors import ConfigError
 from rlrec.runner import record
 from rlrec.triggers import Adaptive
 from tests.conftest import ROOT, compose_config, contract_seed, decode, run_cli

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from hydra.utils import instantiate
 
+from rlrec.build import build
 from rlrec.config import validate
 from rlrec.envs import make_env
 from rlrec.errors import ConfigError
-from rlrec.build import build
 from rlrec.sinks import Sink
 from rlrec.triggers import Trigger
 from tests.conftest import CONF_DIR, compose_config

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf.errors import OmegaConfBaseException
 
-from rlrec.errors import ConfigError
 from rlrec.build import build
+from rlrec.errors import ConfigError
 from rlrec.runner import Runner
 from tests.conftest import ROOT, compose_config, decode
 

@@ -13,7 +13,6 @@ from rlrec.sinks.progress import ProgressSink
 from rlrec.stats import RunningStats
 
 
-
 def _record(episode, episode_return, length, video=None):
     return EpisodeRecord(
         episode=episode,
@@ -26,6 +25,7 @@ def _record(episode, episode_return, length, video=None):
         video=video,
         obs_digest="",
     )
+
 
 def _run(tmp_path, episodes=3):
     return RunInfo(tmp_path, "CartPole-v1", 0, 0, episodes, {})

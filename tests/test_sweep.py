@@ -7,6 +7,7 @@ import sys
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_dir
@@ -56,7 +57,7 @@ def test_two_by_three_sweep_numbers_equal_numpy_and_scipy(grid_sweep):
         assert job["iqm"] == pytest.approx(stats.trim_mean(r, 0.25))
         assert (job["min"], job["max"]) == (r.min(), r.max())
         assert job["mean_last"] == pytest.approx(r[-100:].mean())
-        assert isinstance(job["seed"], int) and isinstance(job["env.max_episode_steps"], int)
+        assert isinstance(job["run_seed"], int) and isinstance(job["env.max_episode_steps"], int)
 
     groups = pq.read_table(sweep / "groups.parquet").to_pylist()
     assert [g["env.max_episode_steps"] for g in groups] == [15, 40]
@@ -129,7 +130,33 @@ def test_a_failed_job_is_listed_and_the_sweep_exits_non_zero(tmp_path):
     bad = next(g for g in groups if g["trigger.period"] == 0)
     assert (good["n_seeds"], good["n_failed"]) == (2, 0)
     assert (bad["n_seeds"], bad["n_failed"], bad["mean"]) == (0, 2, None)
-    assert "2 job(s) did not complete" in (tmp_path / "sweep" / "summary.md").read_text()
+    markdown = (tmp_path / "sweep" / "summary.md").read_text()
+    assert "2 job(s) did not complete" in markdown
+    # the row of the group whose every job failed says so, and no "1 seed" beside "0"
+    row = next(line for line in markdown.splitlines() if line.startswith("| 0 |"))
+    assert "0 (2 failed)" in row and "n/a (no seed completed)" in row and "1 seed" not in row
+
+
+@pytest.mark.slow
+def test_two_sweeps_read_as_one_dataset(grid_sweep, tmp_path):
+    """One sweep with a failed job, one without: every column keeps one Arrow type."""
+    failing = run_cli(
+        ["env.id=NoSuchEnv-v0,CartPole-v1", "episodes=3"], tmp_path / "s", multirun=True
+    )
+    assert failing.code == 1
+    for name in ("summary.parquet", "groups.parquet"):
+        a, b = grid_sweep.out_dir / name, tmp_path / "s" / name
+        schema_a, schema_b = pq.read_schema(a), pq.read_schema(b)
+        for field in schema_a:
+            assert not pa.types.is_null(field.type), f"{name}: {field.name} has the null type"
+            if field.name in schema_b.names:
+                assert schema_b.field(field.name).type == field.type, (name, field.name)
+        both = duckdb.sql(f"SELECT * FROM read_parquet(['{a}', '{b}'], union_by_name=true)")
+        assert len(both.fetchall()) == pq.read_metadata(a).num_rows + pq.read_metadata(b).num_rows
+    jobs = pq.read_table(tmp_path / "s" / "summary.parquet").to_pylist()
+    assert {j["status"] for j in jobs} == {"failed", "complete"}
+    assert [j["run_seed"] for j in jobs] == [0, 0]  # not swept: the config's seed
+    assert "seed" not in pq.read_schema(grid_sweep.out_dir / "summary.parquet").names
 
 
 @pytest.mark.slow
@@ -160,7 +187,7 @@ def test_duckdb_joins_episodes_to_overrides_through_job(grid_sweep):
     rows = duckdb.sql(f"""
         SELECT s."env.max_episode_steps" AS steps, count(*) AS episodes, max(e.length) AS longest
         FROM read_parquet('{sweep}/*/episodes.parquet') e
-        JOIN read_parquet('{sweep}/summary.parquet') s USING (job)
+        JOIN read_parquet('{sweep}/summary.parquet') s USING (job, run_seed)
         GROUP BY steps ORDER BY steps
     """).fetchall()
     assert [(steps, episodes) for steps, episodes, _ in rows] == [(15, 36), (40, 36)]

@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from rlrec.build import build
 from rlrec.plots import moving_average, plot_learning_curve
 from rlrec.qlearning import QLearning
-from rlrec.build import build
 from rlrec.runner import Runner, record
 from tests.conftest import compose_config, decode, run_cli
 

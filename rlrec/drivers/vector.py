@@ -143,7 +143,11 @@ class VectorDriver:
         return seeds
 
     def _begin(
-        self, running: list[Episode | None], slots: Iterable[int], obs: Any, tile: VideoWriter | None
+        self,
+        running: list[Episode | None],
+        slots: Iterable[int],
+        obs: Any,
+        tile: VideoWriter | None,
     ) -> VideoWriter | None:
         """Begin the episodes just assigned to ``slots``: digest, clock, the reset frame."""
         new = [i for i in slots if running[i] is not None]

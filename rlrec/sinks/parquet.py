@@ -1,4 +1,4 @@
-"""Per-episode rows to ``episodes.parquet``, written so that a crash loses no finished episode.
+"""Per-episode rows to Parquet, written so that a crash loses no finished episode.
 
 While the run goes on, finished episodes are flushed every ``flush_seconds`` (or every
 ``batch_rows``) to ``episodes/part-NNNNN.parquet``, each part written under a dot-prefixed name
@@ -106,9 +106,7 @@ class ParquetSink(Sink):
         }
         self._schema = EPISODE_SCHEMA.with_metadata(self._metadata)
         self._actions = (
-            PartFiles(files.action_parts, files.actions, self.batch_rows)
-            if self.actions
-            else None
+            PartFiles(files.action_parts, files.actions, self.batch_rows) if self.actions else None
         )
         self._columns: dict[str, list[Any]] = {name: [] for name in RECORD_COLUMNS}
         self._appenders = [self._columns[name].append for name in RECORD_COLUMNS]

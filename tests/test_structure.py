@@ -1,0 +1,127 @@
+"""The layout the README's Development section describes, checked on the source itself."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from rlrec.rundir import HYDRA_DIR, RunDir, SweepDir
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "rlrec"
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """The rlrec modules ``path`` imports, anywhere but under ``if TYPE_CHECKING:``."""
+    tree = ast.parse(path.read_text())
+    skipped = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for n in ast.walk(node)
+    }
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        found |= {n for n in names if n in modules}
+    return found
+
+
+def test_no_import_cycle_inside_the_package():
+    modules = _modules()
+    graph = {name: _imports(path, modules) - {name} for name, path in modules.items()}
+    # A package imports its __init__ first: a module's import of rlrec.x.y also runs rlrec.x.
+    for name in list(graph):
+        for dep in list(graph[name]):
+            parent = dep.rpartition(".")[0]
+            if parent in modules and parent != "rlrec" and not name.startswith(parent + "."):
+                graph[name].add(parent)
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            if dep in ("rlrec", node):
+                continue
+            assert state.get(dep) != 1, "import cycle: " + " -> ".join([*path, node, dep])
+            if dep not in state:
+                visit(dep, [*path, node])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
+
+
+def test_no_class_is_over_250_lines():
+    for path in _modules().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                lines = node.end_lineno - node.lineno + 1
+                assert lines <= 250, f"{path.name}: class {node.name} has {lines} lines"
+
+
+def test_run_directory_file_names_live_in_one_module():
+    """Only rlrec/rundir.py types a file name of a run or a sweep, in rlrec/ and scripts/."""
+    names = {
+        value
+        for owner in (RunDir, SweepDir)
+        for key, value in vars(owner).items()
+        if key.isupper() and isinstance(value, str)
+    }
+    names |= {HYDRA_DIR, "overrides.yaml", "hydra.yaml", "timelapse.mp4"}
+    names -= {"videos", "episodes", "replay", "timelapse"}  # plain words, not file names
+    offenders = []
+    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "scripts").glob("*.py")]:
+        if path.name == "rundir.py":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if _is_text(node, tree):
+                for name in names:
+                    if name == node.value or f"/{name}" in node.value or f"{name}/" in node.value:
+                        offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name!r}")
+    assert not offenders, "file names typed outside rlrec/rundir.py:\n" + "\n".join(offenders)
+
+
+def _is_text(node: ast.AST, tree: ast.Module) -> bool:
+    """A string constant that is code, not prose: not a docstring, not a ``ConfigError``'s words
+    (``policy.checkpoint`` is also the name of a config key)."""
+    if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+        return False
+    for parent in ast.walk(tree):
+        body = getattr(parent, "body", None)
+        docstring = isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+        if docstring and body[0].value is node:
+            return False
+        words = isinstance(parent, ast.Call) and ast.unparse(parent.func).endswith("ConfigError")
+        if words and any(n is node for n in ast.walk(parent)):
+            return False
+    return True
+
+
+def test_every_shipped_key_is_known_to_the_key_check():
+    """The key check derives rlrec's own keys from the shipped YAML: every preset's keys pass."""
+    from hydra import compose, initialize_config_dir
+
+    from rlrec.config import CONF_DIR, check_keys
+
+    for preset in sorted((CONF_DIR / "experiment").glob("*.yaml")):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            check_keys(compose("config", overrides=[f"experiment={preset.stem}"]))
