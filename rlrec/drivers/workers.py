@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
-import queue as queues
 import signal
 import time
 import traceback
 from collections.abc import Iterator
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -63,16 +63,20 @@ class WorkerPool:
 
     def records(self, signals: StopSignals) -> Iterator[EpisodeRecord]:
         context = mp.get_context("spawn")
-        inbox, tasks = context.Queue(), context.Queue()
+        tasks = context.Queue()
         for chunk in _chunks(self.episodes, self.workers):
             tasks.put(chunk)
         for _ in range(self.workers):
             tasks.put(None)  # no more work
+        # A pipe per worker, whose sending end only that worker holds: if it dies, even in the
+        # middle of a message, reading gives EOFError. (A shared queue would block for ever on
+        # the rest of a message that never comes.)
+        pipes = [context.Pipe(duplex=False) for _ in range(self.workers)]
         procs = [
             context.Process(
                 target=work,
                 args=(self.config, str(self.run_dir), self.job, w),
-                kwargs={"tasks": tasks, "outbox": inbox},
+                kwargs={"tasks": tasks, "outbox": pipes[w][1]},
                 name=f"rlrec-worker-{w}",
                 daemon=False,  # a worker may start processes of its own (async sub-envs)
             )
@@ -81,46 +85,36 @@ class WorkerPool:
         with _spawn_by_default():
             for proc in procs:
                 proc.start()
-        running = set(range(self.workers))
+        for _, sending in pipes:
+            sending.close()
+        inbox = _Inbox([receiving for receiving, _ in pipes], procs)
         try:
             quiet = 0
-            while running:
+            while inbox.running:
                 signals.check()
-                try:
-                    kind, worker, payload = inbox.get(timeout=0.2)
-                except queues.Empty:
-                    quiet += 1
-                    _check_alive(procs, running, quiet)
-                    continue
-                quiet = 0
-                if kind == "records":
-                    yield from payload
-                elif kind == "done":
-                    running.discard(worker)
-                else:
-                    running.discard(worker)
-                    raise _rebuild(kind, payload)
+                messages = inbox.receive(timeout=0.2)
+                quiet = 0 if messages else quiet + 1
+                if not messages:
+                    _check_alive(procs, inbox.running, quiet)
+                for kind, payload in messages:
+                    if kind == "records":
+                        yield from payload
+                    elif kind != "done":
+                        raise _rebuild(kind, payload)
         finally:
-            self._stop(procs, running, inbox, tasks)
+            self._stop(procs, inbox, tasks)
 
-    def _stop(
-        self, procs: list[mp.Process], running: set[int], inbox: mp.Queue, tasks: mp.Queue
-    ) -> None:
+    def _stop(self, procs: list[mp.Process], inbox: _Inbox, tasks: mp.Queue) -> None:
         """SIGTERM the workers still running; keep what they send until each says it is done."""
-        for w in running:
+        for w in inbox.running:
             if procs[w].is_alive():
                 procs[w].terminate()
         deadline = time.monotonic() + STOP_TIMEOUT
-        while running and time.monotonic() < deadline:
-            try:
-                kind, worker, payload = inbox.get(timeout=0.2)
-            except queues.Empty:
-                running -= {w for w in running if not procs[w].is_alive()}
-                continue
-            if kind == "records":
-                self.drained.extend(payload)
-            else:
-                running.discard(worker)
+        while inbox.running and time.monotonic() < deadline:
+            for kind, payload in inbox.receive(timeout=0.2):
+                if kind == "records":
+                    self.drained.extend(payload)
+            inbox.running -= {w for w in inbox.running if not procs[w].is_alive()}
         for proc in procs:
             proc.join(timeout=STOP_TIMEOUT)
             if proc.is_alive():
@@ -131,8 +125,41 @@ class WorkerPool:
         tasks.close()
 
 
+class _Inbox:
+    """What the workers send, each through its own pipe; ``running`` holds the workers that
+    have not said they are done (or failed, or died)."""
+
+    def __init__(self, pipes: list[Connection], procs: list[mp.Process]) -> None:
+        self.pipes, self.procs = pipes, procs
+        self.running = set(range(len(pipes)))
+
+    def receive(self, timeout: float) -> list[tuple[str, Any]]:
+        """The messages that arrive within ``timeout``, as (kind, payload); a worker that ends
+        its run ("done", an error) or dies leaves ``running``."""
+        open_pipes = {self.pipes[w]: w for w in self.running}
+        messages = []
+        for pipe in wait(list(open_pipes), timeout=timeout):
+            worker = open_pipes[pipe]
+            try:
+                kind, _, payload = pipe.recv()
+            except (EOFError, OSError):  # it died: what it sent whole was read before
+                self.running.discard(worker)
+                proc = self.procs[worker]
+                proc.join(timeout=STOP_TIMEOUT)
+                messages.append(("died", (worker, proc.exitcode)))
+                continue
+            if kind != "records":
+                self.running.discard(worker)
+            messages.append((kind, payload))
+        return messages
+
+    def close(self) -> None:
+        for pipe in self.pipes:
+            pipe.close()
+
+
 def work(
-    config: dict[str, Any], run_dir: str, job: int, worker: int, tasks: mp.Queue, outbox: mp.Queue
+    config: dict[str, Any], run_dir: str, job: int, worker: int, tasks: mp.Queue, outbox: Connection
 ) -> None:
     """A worker process: build the run's objects as worker ``worker`` (no sinks; only the films
     the trigger picks before an episode), run the episodes of the chunks it takes from
@@ -154,7 +181,7 @@ def work(
                     if len(batch) >= BATCH_EPISODES or now - sent >= FLUSH_SECONDS:
                         if parent is not None and not parent.is_alive():
                             return  # nobody to send to; the encoder drops its partial file
-                        outbox.put(("records", worker, batch))
+                        outbox.send(("records", worker, batch))  # whole, from this thread
                         batch, sent = [], now
         finally:
             objects.close()
@@ -168,8 +195,9 @@ def work(
         text = "".join(traceback.format_exception(err))
         ending = ("error", worker, f"worker {worker} failed: {type(err).__name__}: {err}\n{text}")
     if batch:
-        outbox.put(("records", worker, batch))
-    outbox.put(ending)
+        outbox.send(("records", worker, batch))
+    outbox.send(ending)
+    outbox.close()
 
 
 @contextlib.contextmanager
@@ -219,6 +247,9 @@ def _rebuild(kind: str, payload: Any) -> BaseException:
         return ConfigError(*payload)
     if kind == "oserror":
         return OSError(*payload)
+    if kind == "died":
+        worker, code = payload
+        return WorkerError(f"worker {worker} exited with code {code} before finishing its episodes")
     return WorkerError(payload)
 
 
