@@ -2,7 +2,7 @@
 
 It reads one command per line on stdin and answers on the file descriptor it inherited as stdout:
 
-    open <json>     start a video: tmp and final path, fourcc, fps, frame shape and dtype, shm path
+    open <json>     start a video: tmp and final path, codec, fps, frame shape and dtype, shm path
     frame <slot>    encode the frame in that shared-memory slot; answer "ok" (the slot is free)
     close           finish the video, rename it to its final name; answer "closed"
     timelapse <json>  string finished videos together, each frame captioned; answer "closed"
@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +27,106 @@ import cv2
 import numpy as np
 
 
-def to_bgr(frame: np.ndarray) -> np.ndarray:
-    """RGB(A) or grey frames to BGR ``uint8``, padded to even width and height.
+def to_rgb(frame: np.ndarray) -> np.ndarray:
+    """RGB(A) or grey frames to RGB ``uint8``, padded to even width and height.
 
-    mp4v, VP8 and VP9 store 4:2:0 colour, so an odd dimension would lose its last row or column.
+    4:2:0 codecs (H.264, AV1, mp4v, VP8, VP9) store colour for 2x2 blocks, so an odd dimension
+    would lose its last row or column (or be refused).
     """
     if frame.dtype != np.uint8:
         frame = np.clip(frame, 0, 255).astype(np.uint8)
     if frame.ndim == 2:
-        bgr = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
     elif frame.shape[2] == 4:
-        bgr = cv2.cvtColor(frame, cv2.COLOR_RGBA2BGR)
-    else:
-        bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
-    pad_bottom, pad_right = bgr.shape[0] % 2, bgr.shape[1] % 2
+        frame = cv2.cvtColor(frame, cv2.COLOR_RGBA2RGB)
+    pad_bottom, pad_right = frame.shape[0] % 2, frame.shape[1] % 2
     if pad_bottom or pad_right:
-        bgr = cv2.copyMakeBorder(bgr, 0, pad_bottom, 0, pad_right, cv2.BORDER_REPLICATE)
-    return bgr
+        frame = cv2.copyMakeBorder(frame, 0, pad_bottom, 0, pad_right, cv2.BORDER_REPLICATE)
+    return frame
+
+
+class OpenCvWriter:
+    """``cv2.VideoWriter`` for mp4v, VP8, VP9 and MJPG."""
+
+    def __init__(self, tmp: Path, codec: dict[str, Any], fps: float, size: tuple[int, int]) -> None:
+        fourcc = cv2.VideoWriter_fourcc(*codec["encoder"])
+        self.tmp = tmp
+        self.writer = cv2.VideoWriter(str(tmp), fourcc, float(fps), size)
+        if not self.writer.isOpened():
+            raise OSError(f"OpenCV could not open {tmp} for {codec['name']} at {size[0]}x{size[1]}")
+
+    def write(self, rgb: np.ndarray) -> None:
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        if self.writer.write(bgr) is False:  # OpenCV >= 4.10 reports it
+            raise OSError(f"could not write a frame to {self.tmp} (is the disk full?)")
+
+    def release(self) -> None:
+        self.writer.release()
+
+
+class PyAvWriter:
+    """PyAV (FFmpeg) for H.264 and AV1 in MP4, with the index at the front of the file so that a
+    browser starts playing before the file has arrived, and for GIF with a palette per frame."""
+
+    def __init__(self, tmp: Path, codec: dict[str, Any], fps: float, size: tuple[int, int]) -> None:
+        import av
+
+        self.tmp, self.pal8 = tmp, codec["pix_fmt"] == "pal8"
+        options = {"movflags": "+faststart"} if codec["container"] == "mp4" else {}
+        self.container = av.open(str(tmp), mode="w", format=codec["container"], options=options)
+        try:
+            self.rate = Fraction(fps).limit_denominator(10_000)
+            self.stream = self.container.add_stream(codec["encoder"], rate=self.rate)
+            self.stream.width, self.stream.height = size
+            self.stream.pix_fmt = codec["pix_fmt"]
+            self.stream.options = codec["options"]
+            self.stream.codec_context.time_base = 1 / self.rate
+        except BaseException:
+            self.container.close()
+            raise
+        self.frames = 0
+
+    def write(self, rgb: np.ndarray) -> None:
+        from av import VideoFrame
+
+        if self.pal8:
+            frame = VideoFrame.from_ndarray(_palette_image(rgb), format="pal8")
+        else:
+            frame = VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts, frame.time_base = self.frames, 1 / self.rate
+        self.frames += 1
+        self._mux(self.stream.encode(frame))
+
+    def release(self) -> None:
+        try:
+            self._mux(self.stream.encode(None))  # what the encoder still holds
+        finally:
+            self.container.close()
+
+    def _mux(self, packets: list[Any]) -> None:
+        try:
+            self.container.mux(packets)
+        except OSError as err:
+            raise OSError(f"could not write to {self.tmp} ({err}; is the disk full?)") from None
+
+
+def _palette_image(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A frame as 8-bit indices into its own palette of at most 256 colours (ARGB, as PyAV's
+    ``pal8`` wants it): GIF holds no more, and a palette per frame keeps each frame's colours."""
+    from PIL import Image
+
+    image = Image.fromarray(rgb).quantize(256, method=Image.Quantize.FASTOCTREE)
+    colours = np.zeros((256, 4), np.uint8)
+    rgb_palette = np.asarray(image.getpalette()[: 256 * 3], np.uint8).reshape(-1, 3)
+    colours[:, 0] = 255
+    colours[: len(rgb_palette), 1:] = rgb_palette
+    return np.asarray(image), colours
+
+
+def open_writer(tmp: Path, spec: dict[str, Any], size: tuple[int, int]) -> Any:
+    """The writer ``spec["codec"]`` names, for frames of ``size`` (width, height)."""
+    writer = PyAvWriter if spec["codec"]["backend"] == "pyav" else OpenCvWriter
+    return writer(tmp, spec["codec"], float(spec["fps"]), size)
 
 
 class Video:
@@ -55,19 +139,19 @@ class Video:
             spec["shm"], dtype=spec["dtype"], mode="r", shape=(spec["slots"], *shape)
         )
         height, width = shape[0] + shape[0] % 2, shape[1] + shape[1] % 2
-        fourcc = cv2.VideoWriter_fourcc(*spec["fourcc"])
-        self.writer = cv2.VideoWriter(str(self.tmp), fourcc, float(spec["fps"]), (width, height))
-        if not self.writer.isOpened():
-            raise OSError(
-                f"OpenCV could not open {self.tmp} for {spec['fourcc']} at {width}x{height}"
-            )
+        self.writer = open_writer(self.tmp, spec, (width, height))
 
     def write(self, slot: int) -> None:
-        if self.writer.write(to_bgr(self.slots[slot])) is False:  # OpenCV >= 4.10 reports it
-            raise OSError(f"could not write a frame to {self.tmp} (is the disk full?)")
+        self.writer.write(to_rgb(self.slots[slot]))
 
     def finish(self, keep: bool) -> None:
-        self.writer.release()
+        try:
+            self.writer.release()
+        except Exception:
+            self.tmp.unlink(missing_ok=True)
+            if keep:
+                raise
+            return
         if keep:
             os.replace(self.tmp, self.final)
         else:
@@ -76,27 +160,23 @@ class Video:
 
 def timelapse(spec: dict[str, Any]) -> None:
     """Concatenate ``spec["parts"]`` ([path, caption] pairs) into one captioned video."""
+    import av
+
     tmp, final = Path(spec["tmp"]), Path(spec["final"])
     writer, size = None, None
     try:
         for path, caption in spec["parts"]:
-            capture = cv2.VideoCapture(path)
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                if writer is None:
-                    size = (frame.shape[1], frame.shape[0])
-                    fourcc = cv2.VideoWriter_fourcc(*spec["fourcc"])
-                    writer = cv2.VideoWriter(str(tmp), fourcc, float(spec["fps"]), size)
-                    if not writer.isOpened():
-                        raise OSError(f"OpenCV could not open {tmp} for {spec['fourcc']}")
-                if (frame.shape[1], frame.shape[0]) != size:
-                    frame = cv2.resize(frame, size)
-                _caption(frame, caption)
-                if writer.write(frame) is False:
-                    raise OSError(f"could not write a frame to {tmp} (is the disk full?)")
-            capture.release()
+            with av.open(path) as part:
+                for decoded in part.decode(video=0):
+                    frame = decoded.to_ndarray(format="rgb24")
+                    if writer is None:
+                        frame = to_rgb(frame)
+                        size = (frame.shape[1], frame.shape[0])
+                        writer = open_writer(tmp, spec, size)
+                    if (frame.shape[1], frame.shape[0]) != size:
+                        frame = cv2.resize(frame, size)
+                    _caption(frame, caption)
+                    writer.write(frame)
     except BaseException:
         if writer is not None:
             writer.release()
@@ -126,6 +206,9 @@ def _caption(frame: np.ndarray, text: str) -> None:
 
 
 def main() -> None:
+    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 (av1) prints a banner per video otherwise
+    import av  # noqa: F401  (now, while the parent builds its env: not at the first frame)
+
     # Ctrl-C (and a scheduler's SIGTERM) may reach the whole process group; the parent decides
     # what happens to the video, and when the parent is gone this process sees its input end.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -17,7 +17,7 @@ from typing import Any
 import gymnasium as gym
 from omegaconf import DictConfig
 
-from rlrec.codecs import codec_for
+from rlrec.codecs import DEFAULT_PRESET, check_quality, codec_for
 from rlrec.config import instantiate_node, validate
 from rlrec.envs import close_vector_env, make_env, make_vector_env
 from rlrec.episode import SuccessRule
@@ -28,7 +28,7 @@ from rlrec.rundir import RunDir
 from rlrec.signals import StopSignals
 from rlrec.sinks import Sink, as_sink
 from rlrec.triggers import TriggerView
-from rlrec.video import VideoSettings, video_fps
+from rlrec.video import Encoder, VideoSettings, video_fps
 
 
 @dataclass
@@ -101,6 +101,8 @@ def build(cfg: DictConfig, run_dir: Path | str, job: int = 0, worker: int | None
     in_charge = worker is None
     trigger = TriggerView(instantiate_node(cfg.trigger, "trigger"))
     codec = codec_for(cfg.video.codec)
+    preset, crf = cfg.video.get("preset", DEFAULT_PRESET), cfg.video.get("crf")
+    check_quality(codec, preset, crf)
     num_envs, workers = cfg.env.get("num_envs", 1), cfg.get("workers", 1)
     parallel = num_envs > 1 or workers > 1
     renders = Filming.renders(trigger, in_charge, parallel)
@@ -110,34 +112,43 @@ def build(cfg: DictConfig, run_dir: Path | str, job: int = 0, worker: int | None
         if in_charge
         else []
     )
+    encoder = env = vec = None
     vec_hooks: list[PolicyHooks] = []
-    env = vec = None
-    if runs_here and num_envs > 1:
-        vec = make_vector_env(cfg.env, render=renders)
-        metadata = vec.metadata
-    else:
-        env = make_env(cfg.env, render=renders)
-        metadata = env.metadata
     try:
-        if vec is not None:
-            spaces = vec.single_observation_space, vec.single_action_space
-            vec_hooks = _vector_hooks(cfg.policy, *spaces, vec.num_envs)
-            hooks = vec_hooks[0]
-            policy = hooks.policy
-        else:
-            policy = build_policy(cfg.policy, env.observation_space, env.action_space)
-            hooks = PolicyHooks.of(policy)
-        if not runs_here:
-            env.close()  # only its spaces were needed: the workers build their own
-            env = None
-        fps = video_fps(cfg.video.fps, metadata)
-        video = VideoSettings(codec, fps, cfg.video.name_prefix)
-        filming = Filming(
-            trigger, video, run, cfg.env, in_charge=in_charge, parallel=parallel, worker=worker
-        )
         if renders and runs_here and not parallel:
-            filming.prestart()
+            encoder = Encoder()  # a process: it imports its codecs while the env is built
+            encoder.start()
+        if runs_here and num_envs > 1:
+            vec = make_vector_env(cfg.env, render=renders)
+            vec_hooks = _vector_hooks(
+                cfg.policy, vec.single_observation_space, vec.single_action_space, vec.num_envs
+            )
+            hooks, metadata = vec_hooks[0], vec.metadata
+        else:
+            env = make_env(cfg.env, render=renders)
+            hooks = PolicyHooks.of(
+                build_policy(cfg.policy, env.observation_space, env.action_space)
+            )
+            metadata = env.metadata
+            if not runs_here:  # only its spaces were needed: the workers build their own
+                env.close()
+                env = None
+        video = VideoSettings(
+            codec, video_fps(cfg.video.fps, metadata), cfg.video.name_prefix, preset, crf
+        )
+        filming = Filming(
+            trigger,
+            video,
+            run,
+            cfg.env,
+            in_charge=in_charge,
+            parallel=parallel,
+            worker=worker,
+            encoder=encoder,
+        )
     except BaseException:
+        if encoder is not None:
+            encoder.shutdown()
         for opened in (env, vec):
             if opened is not None:
                 opened.close()
@@ -146,7 +157,7 @@ def build(cfg: DictConfig, run_dir: Path | str, job: int = 0, worker: int | None
     signals = StopSignals(_STOP_SIGNALS if in_charge else (signal.SIGTERM,))
     success = SuccessRule(cfg.get("success_threshold"), cfg.get("success_key"))
     objects = Objects(
-        cfg, run, job, worker, trigger, filming, policy, hooks, success, signals,
+        cfg, run, job, worker, trigger, filming, hooks.policy, hooks, success, signals,
         env=env, vec=vec, vec_hooks=vec_hooks, sinks=sinks,
     )  # fmt: skip
     if in_charge and parallel:

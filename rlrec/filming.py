@@ -47,10 +47,13 @@ class Filming:
         in_charge: bool = True,
         parallel: bool = False,
         worker: int | None = None,
+        encoder: Encoder | None = None,
     ) -> None:
+        """``encoder``: one already started (``Encoder().start()`` before the env is built, so
+        that the encoder process imports its codecs meanwhile), used for slot 0."""
         self.trigger, self.video, self.run, self._env_cfg = trigger, video, run, env_cfg
         self.in_charge, self.parallel = in_charge, parallel
-        self._encoders: dict[int, Encoder] = {}
+        self._encoders: dict[int, Encoder] = {0: encoder} if encoder is not None else {}
         self._replay_env: gym.Env | None = None
         # buffer from the start, or (auto) from the first episode that does not replay exactly
         self.buffering = in_charge and trigger.decides_after and trigger.method == "buffer"
@@ -67,10 +70,6 @@ class Filming:
             return trigger.films and in_charge and not parallel
         return trigger.films
 
-    def prestart(self) -> None:
-        """Start the encoder process now: it imports its codecs while the env is built."""
-        self._encoder(0).start()
-
     # -- live films -----------------------------------------------------------------------------
     def begins(self, episode: int) -> tuple[VideoWriter | None, bool]:
         """At an episode's start: the writer its frames go to (None if none), and whether the
@@ -86,7 +85,7 @@ class Filming:
 
     def open_path(self, path: Path, slot: int = 0) -> VideoWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return self._encoder(slot).open(path, self.video.codec, self.video.fps)
+        return self._encoder(slot).open(path, self.video)
 
     def settle(self, record: EpisodeRecord, writer: VideoWriter | None, live: bool) -> None:
         """An episode has ended: keep, drop or (for a trigger that decides afterwards, when this
@@ -162,7 +161,7 @@ class Filming:
         if len(parts) < 2:
             return None
         path = self.run.timelapse(self.video.codec.extension)
-        return self._encoder(0).timelapse(path, self.video.codec, self.video.fps, parts)
+        return self._encoder(0).timelapse(path, self.video, parts)
 
     def close(self) -> None:
         """Stop the encoder processes and close the replay env."""

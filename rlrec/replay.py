@@ -43,10 +43,10 @@ def replay_to_video(
     """
     from omegaconf import OmegaConf
 
-    from rlrec.codecs import codec_for
+    from rlrec.codecs import DEFAULT_PRESET, codec_for
     from rlrec.envs import make_env
     from rlrec.episode import replay
-    from rlrec.video import Encoder, video_fps
+    from rlrec.video import Encoder, VideoSettings, video_fps
 
     run = RunDir(run_dir)
     if not run.is_run():
@@ -58,10 +58,15 @@ def replay_to_video(
     out = out or run.replay_video(episode, chosen.extension)
     out.parent.mkdir(parents=True, exist_ok=True)
     env = make_env(cfg.env, render=True)
-    fps = video_fps(cfg.video.fps, env.metadata)
+    video = VideoSettings(
+        chosen,
+        video_fps(cfg.video.fps, env.metadata),
+        preset=cfg.video.get("preset", DEFAULT_PRESET),
+        crf=cfg.video.get("crf") if chosen.name == cfg.video.codec else None,
+    )
     try:
         with Encoder() as encoder:
-            writer = encoder.open(out, chosen, fps)
+            writer = encoder.open(out, video)
             try:
                 digest = replay(env, int(row["seed"]), actions, writer.add)
             except BaseException:
@@ -124,7 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="where to write the video (default: <run dir>/videos/replay-episode-<N>.<ext>)",
     )
-    parser.add_argument("--codec", help="mp4v, vp9, vp8 or mjpg (default: the run's video.codec)")
+    parser.add_argument(
+        "--codec", help="h264, av1, gif, mp4v, vp9, vp8 or mjpg (default: the run's video.codec)"
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, os.getcwd())  # an env registered by the user's own module, as in the run
     from rlrec.errors import ConfigError

@@ -1,6 +1,8 @@
-"""Streaming video: frames go to ``cv2.VideoWriter`` in a helper process while the episode runs.
+"""Streaming video: frames go to an encoder in a helper process while the episode runs.
 
-Why a process and not a thread: encoding a 600x400 frame costs about as much CPU as rendering it.
+The encoder is PyAV (H.264, AV1, GIF) or OpenCV (mp4v, VP9, VP8, MJPG), as ``video.codec`` says
+(``rlrec.codecs``). Why a process and not a thread: encoding a 600x400 frame costs about as much
+CPU as rendering it.
 On a thread, OpenCV releases the GIL while it encodes, but every time it needs the GIL back the
 stepping thread is made to stop and hand it over, a few times per frame. Measured on CartPole,
 rendering slowed by 16% next to an encoder thread and by 6% next to an encoder process.
@@ -26,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from rlrec.codecs import Codec
+from rlrec.codecs import DEFAULT_PRESET, Codec
 from rlrec.rundir import partial_path
 
 
@@ -36,7 +38,16 @@ class VideoSettings:
 
     codec: Codec
     fps: float
-    name_prefix: str
+    name_prefix: str = "eval"
+    preset: str = DEFAULT_PRESET
+    crf: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fps", self.codec.stored_fps(self.fps))
+
+    def encoder_spec(self) -> dict[str, Any]:
+        """What the encoder process needs to write a video (JSON-able)."""
+        return {"codec": self.codec.spec(self.preset, self.crf), "fps": self.fps}
 
     def file_name(self, episode: int) -> str:
         """``<prefix>-episode-<N>.<ext>``: the contract's name of a filmed episode's video."""
@@ -59,7 +70,8 @@ class Encoder:
     >>> from rlrec.codecs import CODECS
     >>> folder = Path(tempfile.mkdtemp())
     >>> with Encoder() as encoder:
-    ...     writer = encoder.open(folder / "demo-episode-0.mp4", CODECS["mp4v"], fps=50)
+    ...     video = VideoSettings(CODECS["h264"], fps=50)
+    ...     writer = encoder.open(folder / "demo-episode-0.mp4", video)
     ...     for _ in range(3):  # one add per frame: the reset frame, then one a step
     ...         writer.add(np.zeros((64, 96, 3), np.uint8))
     ...     writer.close().name  # complete under its final name from here on
@@ -81,23 +93,19 @@ class Encoder:
                 bufsize=0,
             )
 
-    def open(self, path: Path, codec: Codec, fps: float) -> VideoWriter:
+    def open(self, path: Path, video: VideoSettings) -> VideoWriter:
         """A writer for one video at ``path`` (its frames fix the size at the first ``add``)."""
         self.start()
-        return VideoWriter(self, path, codec, fps)
+        return VideoWriter(self, path, video)
 
-    def timelapse(
-        self, path: Path, codec: Codec, fps: float, parts: list[tuple[Path, str]]
-    ) -> Path:
+    def timelapse(self, path: Path, video: VideoSettings, parts: list[tuple[Path, str]]) -> Path:
         """String finished videos together into ``path``, each frame captioned with its part's
         text; the file appears under its final name once complete."""
         self.start()
-        tmp = partial_path(path)
         spec = {
-            "tmp": str(tmp),
+            "tmp": str(partial_path(path)),
             "final": str(path),
-            "fourcc": codec.fourcc,
-            "fps": fps,
+            **video.encoder_spec(),
             "parts": [[str(p), caption] for p, caption in parts],
         }
         self.send(f"timelapse {json.dumps(spec)}")
@@ -164,11 +172,11 @@ class Encoder:
 class VideoWriter:
     """One video: ``add`` each frame, then ``close`` (or ``abort``)."""
 
-    def __init__(self, encoder: Encoder, path: Path, codec: Codec, fps: float) -> None:
+    def __init__(self, encoder: Encoder, path: Path, video: VideoSettings) -> None:
         self.path = path
         self.tmp_path = partial_path(path)
         self.frames = 0
-        self._encoder, self._codec, self._fps = encoder, codec, float(fps)
+        self._encoder, self._video = encoder, video
         self._ring: np.memmap | None = None
         self._in_flight = 0
 
@@ -210,8 +218,7 @@ class VideoWriter:
         spec = {
             "tmp": str(self.tmp_path),
             "final": str(self.path),
-            "fourcc": self._codec.fourcc,
-            "fps": self._fps,
+            **self._video.encoder_spec(),
             "shape": list(frame.shape),
             "dtype": frame.dtype.str,
             "shm": ring_path,

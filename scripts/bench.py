@@ -2,6 +2,7 @@
 
     python scripts/bench.py core            # issue 2: filming speed, memory, stats-only wall time
     python scripts/bench.py core --quick    # the same without Gymnasium's 3.5 GB RecordVideo run
+    python scripts/bench.py codecs          # issue 12: each codec's frames/s and bytes/frame
     python scripts/bench.py sweep           # issue 5: a 20-job sweep, basic vs joblib launcher
     python scripts/bench.py adaptive        # issue 3: a filmed frame, decided after vs before
     python scripts/bench.py training        # issue 4: experiment=train, five seeds
@@ -174,22 +175,29 @@ def baseline(*args: str) -> list[str]:
 
 
 def core(args: argparse.Namespace) -> None:
-    """Issue 2: filming 5 x 500 CartPole steps; memory of a 5,000-step film; stats-only runs."""
+    """Issues 2 and 12: filming 5 x 500 CartPole steps (h264, the default, and mp4v) against
+    Gymnasium's RecordVideo and the render-only floor; memory of a 5,000-step film against a
+    500-step one; stats-only runs."""
     film = ["policy=custom", "policy._target_=bench_policies.Balance", "trigger=every", "seed=0"]
-    one_step = ["env.max_episode_steps=1", "episodes=1"]
+    one_step = ("env.max_episode_steps=1", "episodes=1")
     out = tempfile.mkdtemp(prefix="gym-bench-")
     filmed = (*film, "episodes=5", "env.max_episode_steps=500")
+    mp4v = ("video.codec=mp4v",)
     commands = {
         "A gymnasium RecordVideo": lambda: baseline("recordvideo", "--out", out),
         "A start-up (1 step)": lambda: baseline(
             "recordvideo", "--out", out, "--episodes", "1", "--max-steps", "1"
         ),
-        "B rlrec": lambda: rlrec(*filmed),
+        "B rlrec h264": lambda: rlrec(*filmed),
         "B start-up (1 step)": lambda: rlrec(*film, *one_step),
+        "M rlrec mp4v": lambda: rlrec(*filmed, *mp4v),
+        "M start-up (1 step)": lambda: rlrec(*film, *one_step, *mp4v),
         "R render only": lambda: baseline("render"),
         "R start-up (1 step)": lambda: baseline("render", "--episodes", "1", "--max-steps", "1"),
     }
-    commands = with_old(commands, {"B rlrec": filmed, "B start-up (1 step)": (*film, *one_step)})
+    # the commit compared against may predate h264: its twin films mp4v, as "M" does here
+    twins = {"M rlrec mp4v": (*filmed, *mp4v), "M start-up (1 step)": (*film, *one_step, *mp4v)}
+    commands = with_old(commands, twins)
     runs = interleaved(commands, args.repeats)
     loop = {
         k[0]: median(runs[k]) - median(runs[f"{k[0]} start-up (1 step)"])
@@ -197,27 +205,27 @@ def core(args: argparse.Namespace) -> None:
         if "start-up" not in k and "(old)" not in k
     }
     print(
-        f"\nFilming 5 CartPole episodes x 500 steps, every episode, mp4v "
+        f"\nFilming 5 CartPole episodes x 500 steps, every episode "
         f"(median of {args.repeats}, start-up subtracted):"
     )
-    for name in ("A gymnasium RecordVideo", "B rlrec", "R render only"):
+    for name in ("A gymnasium RecordVideo", "B rlrec h264", "M rlrec mp4v", "R render only"):
         print(f"  {name:26s} {loop[name[0]]:7.2f} s   (whole process {median(runs[name]):.2f} s)")
-    print(f"  A / B = {loop['A'] / loop['B']:.2f}x   (target >= 2x: rlrec faster than Gymnasium)")
-    print(f"  B / R = {loop['B'] / loop['R']:.2f}x   (target <= 1.25x of rendering alone)")
+    print(f"  A / B = {loop['A'] / loop['B']:.2f}x   (target >= 1.8x: h264 faster than Gymnasium)")
+    print(f"  B / R = {loop['B'] / loop['R']:.2f}x   (target <= 1.20x of rendering alone)")
+    print(f"  M / R = {loop['M'] / loop['R']:.2f}x   (mp4v, the old default)")
     if OLD is not None:
-        before = median(runs["B rlrec (old)"]) - median(runs["B start-up (1 step) (old)"])
-        print(f"  B new / old = {loop['B'] / before:.3f}   (the filming loop, start-up subtracted)")
-        print_against(runs, ["B rlrec", "B start-up (1 step)"])
+        before = median(runs["M rlrec mp4v (old)"]) - median(runs["M start-up (1 step) (old)"])
+        print(f"  M new / old = {loop['M'] / before:.3f}   (the filming loop, start-up subtracted)")
+        print_against(runs, list(twins))
 
-    print("\nMemory, one 5,000-step filmed episode (peak RSS of the whole process):")
-    long = [
-        "policy=custom",
-        "policy._target_=bench_policies.BalanceLong",
-        "episodes=1",
-        "env.max_episode_steps=5000",
-    ]
-    b_mem = measure(rlrec(*long), track_tree=True)
-    print(f"  B rlrec                    {b_mem.peak_mb:7.0f} MB  (target < 200 MB)")
+    print("\nMemory, one filmed episode (peak RSS of the process tree: rlrec and its encoder):")
+    long = ["policy=custom", "policy._target_=bench_policies.BalanceLong", "episodes=1"]
+    short_mem = measure(rlrec(*long, "env.max_episode_steps=500"), track_tree=True)
+    b_mem = measure(rlrec(*long, "env.max_episode_steps=5000"), track_tree=True)
+    print(f"  B rlrec h264,   500 steps  {short_mem.peak_mb:7.0f} MB")
+    print(f"  B rlrec h264, 5,000 steps  {b_mem.peak_mb:7.0f} MB  (target <= 230 MB)")
+    ratio = b_mem.peak_mb / short_mem.peak_mb
+    print(f"  5,000 / 500 steps = {ratio:.3f}x   (target within 10%: flat)")
     if not args.quick:
         a_mem = measure(
             track_tree=True,
@@ -258,6 +266,50 @@ def core(args: argparse.Namespace) -> None:
         f"  rlrec / seeded guide = {ours / seeded:.2f}x   (rlrec's own cost: Hydra, Parquet, ...)"
     )
     print_against(runs, ["rlrec trigger=never"])
+
+
+def codecs(args: argparse.Namespace) -> None:
+    """Issue 12: each codec's streaming encoder alone: frames per second through the encoder
+    process (500 CartPole frames, from the first ``add`` to the file complete) and bytes per
+    frame; and whether browsers play it."""
+    import gymnasium as gym
+    import numpy as np
+
+    from rlrec.codecs import CODECS
+    from rlrec.video import Encoder, VideoSettings
+
+    env = gym.make("CartPole-v1", render_mode="rgb_array")
+    env.reset(seed=0)
+    frames = [env.render()]
+    rng = np.random.default_rng(0)
+    while len(frames) < 500:
+        _, _, terminated, truncated, _ = env.step(int(rng.integers(2)))
+        frames.append(env.render())
+        if terminated or truncated:
+            env.reset(seed=len(frames))
+    env.close()
+    folder = Path(tempfile.mkdtemp(prefix="rlrec-codecs-"))
+    times: dict[str, list[float]] = {name: [] for name in CODECS}
+    sizes: dict[str, int] = {}
+    with Encoder() as encoder:
+        encoder.start()
+        for _ in range(args.repeats):
+            for name, codec in CODECS.items():
+                path = folder / f"{name}.{codec.extension}"
+                start = time.perf_counter()
+                writer = encoder.open(path, VideoSettings(codec, 50))
+                for frame in frames:
+                    writer.add(frame)
+                writer.close()
+                times[name].append(time.perf_counter() - start)
+                sizes[name] = path.stat().st_size
+    shutil.rmtree(folder, ignore_errors=True)
+    print(f"\nEach codec, 500 CartPole frames, 600x400 (median of {args.repeats}):")
+    print("  codec  frames/s  bytes/frame  plays in browsers")
+    for name, codec in CODECS.items():
+        fps = len(frames) / statistics.median(times[name])
+        per_frame = sizes[name] / len(frames)
+        print(f"  {name:6s} {fps:8.0f}  {per_frame:11.0f}  {'yes' if codec.browser else 'no'}")
 
 
 def sweep(args: argparse.Namespace) -> None:
@@ -420,7 +472,8 @@ def parallel(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "suite", choices=["core", "sweep", "adaptive", "training", "reliability", "parallel"]
+        "suite",
+        choices=["core", "codecs", "sweep", "adaptive", "training", "reliability", "parallel"],
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs of each filming command")
     parser.add_argument("--stats-repeats", type=int, default=5, help="runs of each stats command")
@@ -434,6 +487,7 @@ def main() -> None:
         OLD = checkout(args.against)
     suites = {
         "core": core,
+        "codecs": codecs,
         "sweep": sweep,
         "adaptive": adaptive,
         "training": training,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
+import av
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -101,19 +101,49 @@ def run_cli(
 
 
 def decode(path: Path) -> tuple[int, float, tuple[int, int]]:
-    """Decode a whole video: (frames actually decoded, fps, (width, height))."""
-    cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened(), f"cannot open {path}"
-    frames, size = 0, (0, 0)
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames += 1
-        size = (frame.shape[1], frame.shape[0])
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    cap.release()
-    return frames, fps, size
+    """Decode a whole video with PyAV: (frames actually decoded, fps, (width, height))."""
+    info = probe(path)
+    return info.frames, info.fps, info.size
+
+
+@dataclass
+class VideoInfo:
+    """What decoding a whole video with PyAV tells."""
+
+    frames: int
+    fps: float
+    size: tuple[int, int]
+    codec: str  # FFmpeg's name of the stream's codec: h264, av1, gif, mpeg4, vp9, ...
+    pix_fmt: str  # of the decoded frames
+    container: str
+
+
+def probe(path: Path) -> VideoInfo:
+    """Decode every frame of ``path`` (counting them, not trusting the header)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = size = pix_fmt = None
+        frames = 0
+        for frame in container.decode(stream):
+            frames += 1
+            size, pix_fmt = (frame.width, frame.height), frame.format.name
+        return VideoInfo(
+            frames,
+            float(stream.average_rate or stream.guessed_rate),
+            size or (0, 0),
+            stream.codec_context.codec.canonical_name,  # av1, not the decoder (libdav1d)
+            pix_fmt or "",
+            container.format.name,
+        )
+
+
+def frame_at(path: Path, index: int) -> np.ndarray:
+    """Frame ``index`` of ``path`` as RGB."""
+    with av.open(str(path)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i == index:
+                return frame.to_ndarray(format="rgb24")
+    raise IndexError(f"{path} has no frame {index}")
 
 
 def compose_config(overrides: list[str] | None = None):
@@ -125,3 +155,32 @@ def compose_config(overrides: list[str] | None = None):
 @pytest.fixture
 def cfg_factory():
     return compose_config
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's chromium, launched headless by playwright (skips where it is not installed)."""
+    from tests.browser import CHROMIUM_ARGS, chromium_path, require
+
+    path = chromium_path()
+    if path is None:
+        require("chromium", "apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def video_probe(chromium, tmp_path):
+    """A ``VideoProbe`` over ``tmp_path``, served on 127.0.0.1 for the test."""
+    from tests.browser import VideoProbe, serve
+
+    with serve(tmp_path) as base_url:
+        page = chromium.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            yield VideoProbe(page, base_url)
+        finally:
+            page.close()

@@ -30,7 +30,7 @@ def test_defaults_are_the_evaluation_scenario():
     validate(cfg)
     assert cfg.env.id == "CartPole-v1" and cfg.episodes == 4 and cfg.seed == 0
     assert cfg.trigger._target_.endswith("Every")
-    assert cfg.video.codec == "mp4v" and cfg.video.name_prefix == "eval" and cfg.video.fps is None
+    assert cfg.video.codec == "h264" and cfg.video.name_prefix == "eval" and cfg.video.fps is None
     assert "parquet" in cfg.sinks
 
 
@@ -82,7 +82,7 @@ def test_all_sinks_at_once():
         (["env.id=tests.envs:NoRgbCartPole-v0"], "trigger"),
         (["trigger=periodic", "trigger.period=0"], "trigger.period"),
         (["trigger=periodic", "trigger.period=-5"], "trigger.period"),
-        (["video.codec=h264"], "video.codec"),
+        (["video.codec=h265"], "video.codec"),
         (["video.fps=0"], "video.fps"),
         (["video.fps=65536"], "video.fps"),
         (["video.fps=1e-77"], "video.fps"),

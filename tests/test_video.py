@@ -1,4 +1,4 @@
-"""The streaming encoder: real OpenCV files, decoded back."""
+"""The streaming encoder: real PyAV and OpenCV files, decoded back with PyAV."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from rlrec.codecs import CODECS, codec_for
 from rlrec.errors import ConfigError
 from rlrec.runner import record
-from rlrec.video import SLOTS, Encoder
+from rlrec.video import SLOTS, Encoder, VideoSettings
 from tests.conftest import compose_config, decode
 
 
@@ -34,7 +34,7 @@ def _frames(n, height=120, width=160):
 def test_each_codec_decodes_with_frame_count_fps_and_size(tmp_path, encoder, name):
     codec = CODECS[name]
     path = tmp_path / f"eval-episode-0.{codec.extension}"
-    writer = encoder.open(path, codec, fps=25)
+    writer = encoder.open(path, VideoSettings(codec, 25))
     for frame in _frames(37):
         writer.add(frame)
     assert writer.close() == path
@@ -46,7 +46,7 @@ def test_each_codec_decodes_with_frame_count_fps_and_size(tmp_path, encoder, nam
 def test_odd_frame_sizes_are_padded_not_cropped(tmp_path, encoder, name):
     codec = CODECS[name]
     path = tmp_path / f"v.{codec.extension}"
-    writer = encoder.open(path, codec, fps=10)
+    writer = encoder.open(path, VideoSettings(codec, 10))
     for frame in _frames(5, height=121, width=161):
         writer.add(frame)
     writer.close()
@@ -59,7 +59,7 @@ def test_grey_rgba_and_float_frames_encode(tmp_path, encoder):
         ("rgba", np.zeros((64, 64, 4), np.uint8)),
         ("float", np.full((64, 64, 3), 300.0)),
     ]:
-        writer = encoder.open(tmp_path / f"{name}.mp4", CODECS["mp4v"], fps=10)
+        writer = encoder.open(tmp_path / f"{name}.mp4", VideoSettings(CODECS["mp4v"], 10))
         writer.add(frame)
         writer.add(frame)
         writer.close()
@@ -67,7 +67,7 @@ def test_grey_rgba_and_float_frames_encode(tmp_path, encoder):
 
 
 def test_temporary_name_never_matches_the_final_pattern(tmp_path, encoder):
-    writer = encoder.open(tmp_path / "eval-episode-3.mp4", CODECS["mp4v"], fps=10)
+    writer = encoder.open(tmp_path / "eval-episode-3.mp4", VideoSettings(CODECS["mp4v"], 10))
     for frame in _frames(3):
         writer.add(frame)
     pattern = re.compile(r"^eval-episode-\d+\.mp4$")
@@ -78,12 +78,12 @@ def test_temporary_name_never_matches_the_final_pattern(tmp_path, encoder):
 
 
 def test_abort_leaves_nothing_behind_and_the_encoder_goes_on(tmp_path, encoder):
-    writer = encoder.open(tmp_path / "eval-episode-0.mp4", CODECS["mp4v"], fps=10)
+    writer = encoder.open(tmp_path / "eval-episode-0.mp4", VideoSettings(CODECS["mp4v"], 10))
     for frame in _frames(40):
         writer.add(frame)
     writer.abort()
     assert list(tmp_path.iterdir()) == []
-    writer = encoder.open(tmp_path / "eval-episode-1.mp4", CODECS["mp4v"], fps=10)
+    writer = encoder.open(tmp_path / "eval-episode-1.mp4", VideoSettings(CODECS["mp4v"], 10))
     for frame in _frames(3, height=50, width=70):  # another size: a new ring
         writer.add(frame)
     writer.close()
@@ -91,7 +91,7 @@ def test_abort_leaves_nothing_behind_and_the_encoder_goes_on(tmp_path, encoder):
 
 
 def test_encoder_error_reaches_the_caller_and_no_file_remains(tmp_path, encoder):
-    writer = encoder.open(tmp_path / "missing-dir" / "v.mp4", CODECS["mp4v"], fps=10)
+    writer = encoder.open(tmp_path / "missing-dir" / "v.mp4", VideoSettings(CODECS["mp4v"], 10))
     with pytest.raises(OSError, match="could not open"):
         for frame in _frames(40):
             writer.add(frame)
@@ -101,7 +101,7 @@ def test_encoder_error_reaches_the_caller_and_no_file_remains(tmp_path, encoder)
 
 
 def test_the_episode_never_runs_more_than_slots_frames_ahead(tmp_path, encoder):
-    writer = encoder.open(tmp_path / "v.mp4", CODECS["mp4v"], fps=10)
+    writer = encoder.open(tmp_path / "v.mp4", VideoSettings(CODECS["mp4v"], 10))
     ahead = []
     for frame in _frames(5 * SLOTS):
         writer.add(frame)
@@ -118,8 +118,8 @@ def test_a_killed_parent_leaves_no_file_under_a_final_name(tmp_path):
         "import os, sys, numpy as np\n"
         "from pathlib import Path\n"
         "from rlrec.codecs import CODECS\n"
-        "from rlrec.video import Encoder\n"
-        "w = Encoder().open(Path(sys.argv[1]), CODECS['mp4v'], fps=10)\n"
+        "from rlrec.video import Encoder, VideoSettings\n"
+        "w = Encoder().open(Path(sys.argv[1]), VideoSettings(CODECS['mp4v'], 10))\n"
         "for i in range(50):\n"
         "    w.add(np.full((120, 160, 3), i, np.uint8))\n"
         "os.kill(os.getpid(), 9)\n"
@@ -141,8 +141,8 @@ def test_a_killed_parent_leaves_no_file_under_a_final_name(tmp_path):
 
 def test_unknown_codec_is_a_config_error():
     with pytest.raises(ConfigError) as err:
-        codec_for("h264")
-    assert err.value.key == "video.codec" and "mp4v" in err.value.fix
+        codec_for("h265")
+    assert err.value.key == "video.codec" and "h264" in err.value.fix and "mp4v" in err.value.fix
 
 
 @pytest.mark.parametrize(("codec", "ext"), [("vp9", "webm"), ("mjpg", "avi")])
