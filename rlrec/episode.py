@@ -48,6 +48,7 @@ class Episode:
     """One episode in progress: its seeds, actions, digest and totals, and its video writer."""
 
     __slots__ = (
+        "_update",
         "actions",
         "digest",
         "env_index",
@@ -67,6 +68,7 @@ class Episode:
         """Start episode ``index`` of a run seeded ``run_seed``: the policy is reset with the
         episode's policy seed now; the env is to be reset with ``self.seed``."""
         self.index, self.hooks, self.env_index = index, hooks, env_index
+        self._update = hooks.update
         self.seed = episode_seed(run_seed, index)
         self.digest = ObsDigest()
         self.actions: list[Any] = []
@@ -100,15 +102,14 @@ class Episode:
         self.digest.update(next_obs)
         self.episode_return += float(reward)
         self.length += 1
-        update = self.hooks.update
-        if update is not None:
-            update(
+        if self._update is not None:
+            self._update(
                 obs=obs,
                 action=action,
                 reward=reward,
                 next_obs=next_obs,
-                terminated=terminated,
-                truncated=truncated,
+                terminated=bool(terminated),
+                truncated=bool(truncated),
             )
         if self.writer is not None:
             self.writer.add(frame)

@@ -127,7 +127,7 @@ USER_ERRORS = [
     (["env.id=CartPol-v1"], "env.id", "CartPole-v1"),
     (["trigger=periodic", "trigger.period=0"], "trigger.period", ">= 1"),
     (["env.id=tests.envs:NoRgbCartPole-v0"], "trigger", "trigger=never"),
-    (["video.codec=h264"], "video.codec", "mp4v"),
+    (["video.codec=h265"], "video.codec", "h264"),
     (["policy=custom", "policy._target_=nowhere.Policy"], "policy._target_", "nowhere"),
     (["episodes=0"], "episodes", ">= 1"),
     (["hydra.run.dir=/proc/rlrec-cannot-write"], "hydra.run.dir", "writable"),

@@ -26,6 +26,8 @@ from rlrec.episode import Episode
 from rlrec.records import EpisodeRecord
 from rlrec.video import VideoWriter
 
+_NO_FRAMES: dict[int, np.ndarray] = {}
+
 
 class VectorDriver:
     """Runs episodes ``env.num_envs`` at a time on ``objects.vec``; yields each record as its
@@ -80,15 +82,21 @@ class VectorDriver:
                 done = terminated | truncated
                 if self._tile and any(r is not None and r.live for r in running):
                     tile = self._add_tile(running, tile)  # before resets: each final state shows
-                filmed = [i for i, r in enumerate(running) if r and r.writer] if per_episode else []
-                frames = self._frames(filmed)
+                frames = (
+                    self._frames([i for i, r in enumerate(running) if r and r.writer])
+                    if per_episode
+                    else _NO_FRAMES
+                )
                 for i, r in enumerate(running):
                     if r is None:
                         continue
-                    end = (bool(terminated[i]), bool(truncated[i]))
-                    r.step(before[i], chosen[i], rewards[i], obs[i], *end, frames.get(i))
+                    r.step(
+                        before[i], chosen[i], rewards[i], obs[i], terminated[i], truncated[i],
+                        frames.get(i),
+                    )  # fmt: skip
                     if done[i]:  # a signal now would split a closed video from its record
                         signals.in_episode = False
+                        end = bool(terminated[i]), bool(truncated[i])
                         finished.append(self._finish(i, r, *end, infos, tile))
                         running[i] = None
                         signals.in_episode = True

@@ -229,6 +229,7 @@ def _versions() -> dict[str, str]:
         "numpy",
         "hydra-core",
         "opencv-python-headless",
+        "av",
         "pyarrow",
     ):
         try:
