@@ -1,4 +1,4 @@
-"""The encoder process behind ``rlrec.video``: ``python -m rlrec._encode_worker``.
+"""The encoder process behind ``rlrec.video``: ``python -m rlrec._encode_worker [pyav]``.
 
 It reads one command per line on stdin and answers on the file descriptor it inherited as stdout:
 
@@ -207,7 +207,8 @@ def _caption(frame: np.ndarray, text: str) -> None:
 
 def main() -> None:
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 (av1) prints a banner per video otherwise
-    import av  # noqa: F401  (now, while the parent builds its env: not at the first frame)
+    if "pyav" in sys.argv[1:]:  # the run's codec needs it: import now, not at the first frame
+        import av  # noqa: F401
 
     # Ctrl-C (and a scheduler's SIGTERM) may reach the whole process group; the parent decides
     # what happens to the video, and when the parent is gone this process sees its input end.

@@ -117,7 +117,7 @@ def build(cfg: DictConfig, run_dir: Path | str, job: int = 0, worker: int | None
     try:
         if renders and runs_here and not parallel:
             encoder = Encoder()  # a process: it imports its codecs while the env is built
-            encoder.start()
+            encoder.start(codec)
         if runs_here and num_envs > 1:
             vec = make_vector_env(cfg.env, render=renders)
             vec_hooks = _vector_hooks(

@@ -111,9 +111,12 @@ class SummarizeSweep(Callback):
         self.window, self.plot = window, plot
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from rlrec.report import write_sweep_report  # only when a sweep ends
+        from rlrec.rundir import SweepDir
         from rlrec.sweep import summarize_sweep  # scipy, matplotlib: only when a sweep ends
 
         summary = summarize_sweep(Path(config.hydra.sweep.dir), self.window, self.plot)
+        write_sweep_report(SweepDir(summary.dir), summary.jobs, summary.groups, self.window)
         print(summary.markdown)
         if summary.failed:
             print(

@@ -92,6 +92,7 @@ class RunDir:
     LEARNING_CURVE = "learning_curve.png"
     TIMELAPSE = "timelapse"
     REPLAY_PREFIX = "replay"
+    REPORT = "report.html"
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -251,6 +252,7 @@ class SweepDir:
     GROUPS = "groups.parquet"
     MARKDOWN = "summary.md"
     CURVES = "learning_curves.png"
+    REPORT = "report.html"
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)

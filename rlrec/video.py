@@ -83,11 +83,13 @@ class Encoder:
         self._ring: np.memmap | None = None
         self._ring_path: str | None = None
 
-    def start(self) -> None:
-        """Start the process now: it imports OpenCV while the caller goes on (about 0.2 s)."""
+    def start(self, codec: Codec | None = None) -> None:
+        """Start the process now: it imports its libraries (OpenCV, and PyAV for ``codec``s
+        that need it) while the caller goes on (0.2-0.3 s)."""
         if self._proc is None or self._proc.poll() is not None:
+            preload = [codec.backend] if codec is not None else []
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "rlrec._encode_worker"],
+                [sys.executable, "-m", "rlrec._encode_worker", *preload],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 bufsize=0,

@@ -3,6 +3,7 @@
     python scripts/bench.py core            # issue 2: filming speed, memory, stats-only wall time
     python scripts/bench.py core --quick    # the same without Gymnasium's 3.5 GB RecordVideo run
     python scripts/bench.py codecs          # issue 12: each codec's frames/s and bytes/frame
+    python scripts/bench.py report          # issue 13: what report.html costs
     python scripts/bench.py sweep           # issue 5: a 20-job sweep, basic vs joblib launcher
     python scripts/bench.py adaptive        # issue 3: a filmed frame, decided after vs before
     python scripts/bench.py training        # issue 4: experiment=train, five seeds
@@ -105,8 +106,14 @@ def rlrec(*overrides: str) -> list[str]:
 
 
 def rlrec_in(*overrides: str, root: Path = ROOT) -> tuple[list[str], Path]:
-    """``python run.py`` (of ``root``'s rlrec) and the fresh temporary folder it writes to."""
+    """``python run.py`` (of ``root``'s rlrec) and the fresh temporary folder it writes to.
+
+    The runs write Parquet only (``sinks=[parquet]``) unless told otherwise: the figures are about
+    the loop, not the console, the progress bar or the report page.
+    """
     out = Path(tempfile.mkdtemp(prefix="rlrec-bench-"))
+    if not any(o.startswith("sinks=") for o in overrides):
+        overrides = (*overrides, "sinks=[parquet]")
     # PYTHONPATH: the encoder and worker processes import the same rlrec as the run
     env = ["env", f"PYTHONPATH={root}"] if root != ROOT else []
     return [*env, PY, str(root / "run.py"), *overrides, f"hydra.run.dir={out}"], out
@@ -320,6 +327,34 @@ def codecs(args: argparse.Namespace) -> None:
         print(f"  {name:14s} {fps:8.0f}  {per_frame:11.0f}  {plays}")
 
 
+def report(args: argparse.Namespace) -> None:
+    """Issue 13: what report.html costs for 10,000 episodes and 40 films."""
+    from rlrec.report import write_run_report
+    from rlrec.rundir import RunDir
+
+    film = ("trigger=periodic", "trigger.period=250", "episodes=10000")
+    with_report = {
+        "sinks=[parquet]": lambda: rlrec(*film),
+        "sinks=[parquet,report]": lambda: rlrec(*film, "sinks=[parquet,report]"),
+    }
+    runs = interleaved(with_report, args.repeats)
+    cmd, out = rlrec_in(*film)
+    measure(cmd)
+    run = RunDir(out)
+    seconds = []
+    for _ in range(3):
+        start = time.perf_counter()
+        page = write_run_report(run)
+        seconds.append(time.perf_counter() - start)
+    print(f"\n10,000 random CartPole episodes, 40 filmed (median of {args.repeats}):")
+    for name in with_report:
+        print(f"  {name:24s} {median(runs[name]):6.2f} s whole process")
+    print(
+        f"  the report itself, from the files (rlrec-report): {statistics.median(seconds):.2f} s; "
+        f"the page {page.stat().st_size / 1e3:.0f} kB (target < 2 MB)"
+    )
+
+
 def sweep(args: argparse.Namespace) -> None:
     """Issue 5: a 20-job sweep of 200-episode stats-only runs; what the summary costs."""
     from rlrec.sweep import summarize_sweep
@@ -481,7 +516,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "suite",
-        choices=["core", "codecs", "sweep", "adaptive", "training", "reliability", "parallel"],
+        choices=[
+            "core",
+            "codecs",
+            "report",
+            "sweep",
+            "adaptive",
+            "training",
+            "reliability",
+            "parallel",
+        ],
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs of each filming command")
     parser.add_argument("--stats-repeats", type=int, default=5, help="runs of each stats command")
@@ -496,6 +540,7 @@ def main() -> None:
     suites = {
         "core": core,
         "codecs": codecs,
+        "report": report,
         "sweep": sweep,
         "adaptive": adaptive,
         "training": training,

@@ -1,0 +1,445 @@
+"""``report.html``: one static page per run and per sweep, with every film playable.
+
+The page is self-contained but for the videos, which it references by relative path, so the folder
+can be zipped or served as it is; it has no script and fetches nothing, so it opens from
+``file://``. Curves are inline SVG (no plotting library at the end of every run), and the
+episodes table of a long run shows its first and last hundred, its best and worst, and links the
+Parquet file, so the page stays small.
+"""
+
+from __future__ import annotations
+
+import heapq
+import html
+import json
+from collections import deque
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlrec.rundir import RunDir, SweepDir, write_text
+
+#: Episodes shown at each end of a long run's table, and best and worst besides.
+TABLE_ENDS, TABLE_EXTREMES = 100, 10
+#: Films shown in a run's gallery at the most (the rest are in the table).
+GALLERY_MAX = 60
+#: Points of an SVG curve at the most (a long run is drawn from evenly spaced points).
+CURVE_POINTS = 600
+_ADAPTIVE = {"best", "worst", "threshold", "outlier"}
+
+_STYLE = """html{background:#fff}
+body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;max-width:1280px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
+table{border-collapse:collapse;font-size:13px}td,th{padding:3px 9px;border-bottom:1px solid #ddd;
+text-align:right}th{background:#f4f4f4}td.l,th.l{text-align:left}
+.stats{display:flex;gap:28px;flex-wrap:wrap}.stat b{display:block;font-size:20px}
+.gallery{display:flex;flex-wrap:wrap;gap:14px}.film{width:300px}.film video,.film img{width:300px;
+background:#000}.film p{margin:2px 0;font-size:12px}code{background:#f4f4f4;padding:0 3px}
+pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px}.failed{color:#a00}
+svg text{font-size:11px;fill:#555}"""
+
+
+class RunReport:
+    """What a run's page shows, taken in one episode row at a time (from the sink as the run
+    goes, or from the files afterwards): memory stays small whatever the run's length."""
+
+    def __init__(self) -> None:
+        self.returns: list[float] = []
+        self.first: list[dict[str, Any]] = []
+        self.last: deque[dict[str, Any]] = deque(maxlen=TABLE_ENDS)
+        self.best: list[tuple[float, int, dict[str, Any]]] = []  # min-heaps of the extremes
+        self.worst: list[tuple[float, int, dict[str, Any]]] = []
+        self.films: list[dict[str, Any]] = []
+        self._shared: set[str] = set()
+
+    def add(self, row: dict[str, Any]) -> None:
+        """One episode's columns (``return``, ``length``, ``video``, ...)."""
+        slim = {k: row.get(k) for k in ("episode", "return", "length", "terminated", "truncated")}
+        slim |= {k: row.get(k) for k in ("video", "video_reason", "success", "duration_s")}
+        self.returns.append(float(slim["return"]))
+        if len(self.first) < TABLE_ENDS:
+            self.first.append(slim)
+        self.last.append(slim)
+        for heap, key in ((self.best, slim["return"]), (self.worst, -slim["return"])):
+            item = (key, -slim["episode"], slim)
+            if len(heap) < TABLE_EXTREMES:
+                heapq.heappush(heap, item)
+            else:
+                heapq.heappushpop(heap, item)
+        video = slim["video"]
+        if video and video not in self._shared:
+            if "-tiled" in video:
+                self._shared.add(video)  # a grid shared by many episodes: shown once
+            self.films.append(slim)
+
+    def gallery(self) -> list[dict[str, Any]]:
+        """The films to show: for a trigger that picks by return, the best and the worst first."""
+        films = sorted(self.films, key=lambda f: f["episode"])
+        if films and any(f["video_reason"] in _ADAPTIVE for f in films):
+            best = max(films, key=lambda f: f["return"])
+            worst = min(films, key=lambda f: f["return"])
+            films = [best] + ([worst] if worst is not best else [])
+            films += [f for f in sorted(self.films, key=lambda f: f["episode"]) if f not in films]
+        return films[:GALLERY_MAX]
+
+    def table_rows(self) -> tuple[list[dict[str, Any]], bool]:
+        """The rows of the episodes table, in episode order, and whether some were left out."""
+        rows = {r["episode"]: r for r in [*self.first, *self.last]}
+        rows |= {r["episode"]: r for _, _, r in [*self.best, *self.worst]}
+        return [rows[e] for e in sorted(rows)], len(rows) < len(self.returns)
+
+
+def write_run_report(
+    run: RunDir,
+    report: RunReport | None = None,
+    summary: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``<run>/report.html``; without ``report``, from the run's files (its merged
+    episodes, or a stopped run's parts)."""
+    if report is None:
+        report = RunReport()
+        table = run.read_episodes()
+        for row in table.sort_by("episode").to_pylist() if table is not None else ():
+            report.add(row)
+    summary = summary if summary is not None else run.read_summary()
+    overrides = _overrides(run)
+    config_text = (
+        json.dumps(config, indent=2)
+        if config is not None
+        else (run.hydra_config.read_text() if run.hydra_config.exists() else "")
+    )
+    env_id = summary.get("env_id") or (config or {}).get("env", {}).get("id", "")
+    title = f"{env_id} · {run.path.name}"
+    parts = [
+        f"<h1>{_e(title)}</h1>",
+        f"<p>{_e(str(run.path))} · status <b>{_e(summary.get('status', 'unknown'))}</b>"
+        f" · seed {_e(summary.get('seed', ''))}</p>",
+        "<p>Overrides: "
+        + (" ".join(f"<code>{_e(o)}</code>" for o in overrides) or "none")
+        + "</p>",
+        f"<details><summary>The whole config</summary><pre>{_e(config_text)}</pre></details>",
+        "<h2>Summary</h2>",
+        _stats(summary, len(report.returns)),
+        "<h2>Returns</h2>",
+        _curve_svg([("return", np.asarray(report.returns), None)], window=100),
+        _gallery(report.gallery(), len(report.films)),
+        _episodes_table(run, report),
+    ]
+    path = run.path / RunDir.REPORT
+    write_text(path, _page(title, parts))
+    return path
+
+
+def write_sweep_report(sweep: SweepDir, jobs: Any, groups: Any, window: int = 100) -> Path:
+    """Write ``<sweep>/report.html`` from the sweep summary's tables (``summary.parquet`` and
+    ``groups.parquet`` as Arrow tables); every job gets a report of its own to link to."""
+    job_rows = jobs.to_pylist()
+    group_rows = groups.to_pylist()
+    stats = {"n_seeds", "n_failed", "seeds", "jobs", "mean", "iqm"}
+    overrides = [k for k in groups.column_names if k not in stats and "_ci95_" not in k]
+    # the overrides that tell groups apart are columns; the ones every job shares, a line
+    keys = [k for k in overrides if len({json.dumps(r[k]) for r in group_rows}) > 1]
+    shared = [f"{k}={group_rows[0][k]}" for k in overrides if k not in keys and group_rows]
+    parts = [f"<h1>Sweep · {_e(sweep.path.name)}</h1>", f"<p>{_e(str(sweep.path))}</p>"]
+    if shared:
+        parts.append("<p>Every job: " + " ".join(f"<code>{_e(o)}</code>" for o in shared) + "</p>")
+    parts.append("<h2>Groups</h2>" + _groups_table(group_rows, keys))
+    curves, galleries = [], []
+    for group in group_rows:
+        label = ", ".join(f"{k}={group[k]}" for k in keys) or "all runs"
+        members = [RunDir(sweep.path / str(j)) for j in group["jobs"]]
+        seeds = [_returns(m) for m in members]
+        seeds = [r for r in seeds if len(r)]
+        if seeds:
+            curves.append((label, _across_seeds(seeds, window), None))
+        films = [(m, _best_film(m)) for m in members]
+        films = [(m, f) for m, f in films if f is not None]
+        if films:
+            galleries.append(
+                f"<h3>{_e(label)}</h3><div class=gallery>"
+                + "".join(
+                    _film(f, prefix=f"{m.path.name}/", title=f"job {m.path.name}") for m, f in films
+                )
+                + "</div>"
+            )
+    parts.append("<h2>Learning curves</h2>" + _curve_svg(curves, window=None))
+    parts.append(
+        f"<p>Per group: the mean over seeds of each run's {window}-episode moving average, "
+        "with the band of the seeds' spread (min to max).</p>"
+    )
+    parts.append(
+        "<h2>Best filmed episode of each seed</h2>" + ("".join(galleries) or "<p>None.</p>")
+    )
+    failed = [r for r in job_rows if r["status"] != "complete"]
+    if failed:
+        items = "".join(
+            f"<li>job {r['job']} ({_e(r['status'])}): {_e(r['error'] or 'no error recorded')}</li>"
+            for r in failed
+        )
+        parts.append(f"<h2 class=failed>{len(failed)} job(s) did not complete</h2><ul>{items}</ul>")
+    links = []
+    for row in job_rows:
+        run = RunDir(sweep.path / str(row["job"]))
+        if run.path.is_dir():
+            write_run_report(run)
+            links.append(
+                f'<li><a href="{row["job"]}/{RunDir.REPORT}">job {row["job"]}</a> '
+                f"({_e(row['status'])})</li>"
+            )
+    parts.append("<h2>Jobs</h2><ul>" + "".join(links) + "</ul>")
+    path = sweep.path / SweepDir.REPORT
+    write_text(path, _page(f"Sweep {sweep.path.name}", parts))
+    return path
+
+
+# -- pieces ------------------------------------------------------------------------------------
+
+
+def _page(title: str, parts: Iterable[str]) -> str:
+    body = "\n".join(parts)
+    return (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_e(title)}</title>"
+        f"<style>{_STYLE}</style></head><body>\n{body}\n</body></html>\n"
+    )
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _overrides(run: RunDir) -> list[str]:
+    import yaml
+
+    if not run.hydra_overrides.exists():
+        return []
+    return [str(o) for o in yaml.safe_load(run.hydra_overrides.read_text()) or []]
+
+
+def _stats(summary: dict[str, Any], n: int) -> str:
+    if not summary.get("n") and not n:
+        return "<p>No episode finished.</p>"
+    ci = (
+        f"[{_num(summary.get('ci95_low'))}, {_num(summary.get('ci95_high'))}]"
+        if summary.get("ci95_low") is not None
+        else "n/a (needs 2 episodes)"
+    )
+    length = summary.get("length") or {}
+    cells = [
+        ("episodes", summary.get("n", n)),
+        ("mean return", _num(summary.get("mean"))),
+        ("95% CI (Student t)", ci),
+        ("std", _num(summary.get("std"))),
+        ("min / max", f"{_num(summary.get('min'))} / {_num(summary.get('max'))}"),
+        ("mean length", _num(length.get("mean"))),
+        ("videos", summary.get("videos", 0)),
+    ]
+    if summary.get("success_rate") is not None:
+        cells.append(("success rate", f"{summary['success_rate']:.1%}"))
+    return (
+        "<div class=stats>"
+        + "".join(f"<div class=stat><b>{_e(v)}</b>{_e(k)}</div>" for k, v in cells)
+        + "</div>"
+    )
+
+
+def _film(film: dict[str, Any], prefix: str = "", title: str = "") -> str:
+    src = _e(prefix + film["video"])
+    media = (
+        f'<img src="{src}" alt="episode {film["episode"]}">'
+        if film["video"].endswith(".gif")
+        else f'<video src="{src}" controls muted loop preload="auto"></video>'
+    )
+    head = f"{_e(title)} · " if title else ""
+    return (
+        f"<div class=film>{media}<p>{head}episode {film['episode']} · return "
+        f"{film['return']:.2f} · {film['length']} steps · "
+        f"{_e(film['video_reason'] or '')}</p></div>"
+    )
+
+
+def _gallery(films: list[dict[str, Any]], total: int) -> str:
+    if not films:
+        return "<h2>Films</h2><p>No episode was filmed.</p>"
+    more = (
+        f" (the first {len(films)} of {total}; all are in the table)" if total > len(films) else ""
+    )
+    return f"<h2>Films{more}</h2><div class=gallery>" + "".join(map(_film, films)) + "</div>"
+
+
+def _episodes_table(run: RunDir, report: RunReport) -> str:
+    rows, partial = report.table_rows()
+    source = RunDir.EPISODES if run.episodes.exists() else f"{RunDir.EPISODE_PARTS}/"
+    note = (
+        f"<p>{len(report.returns)} episodes: the first and last {TABLE_ENDS}, the best and worst "
+        f'{TABLE_EXTREMES}. All of them: <a href="{source}">{source}</a>.</p>'
+        if partial
+        else f'<p>All of them in <a href="{source}">{source}</a>.</p>'
+    )
+    if not (run.path / source).exists():
+        note = ""
+    head = ["episode", "return", "length", "terminated", "truncated", "success", "video"]
+    body = []
+    previous = None
+    for r in rows:
+        if previous is not None and r["episode"] != previous + 1:
+            body.append(f"<tr><td colspan={len(head)} class=l>…</td></tr>")
+        previous = r["episode"]
+        video = (
+            f'<a href="{_e(r["video"])}">{_e(r["video_reason"] or "film")}</a>'
+            if r["video"]
+            else ""
+        )
+        cells = [r["episode"], f"{r['return']:.2f}", r["length"], r["terminated"], r["truncated"]]
+        cells.append("" if r["success"] is None else r["success"])
+        body.append(
+            "<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + f"<td class=l>{video}</td></tr>"
+        )
+    header = "".join(f"<th>{h}</th>" for h in head)
+    return f"<h2>Episodes</h2>{note}<table><tr>{header}</tr>{''.join(body)}</table>"
+
+
+def _groups_table(rows: list[dict[str, Any]], keys: list[str]) -> str:
+    head = [*keys, "seeds", "mean return", "95% CI", "IQM", "95% CI"]
+    body = []
+    for r in rows:
+        cells = [r[k] for k in keys] + [
+            f"{r['n_seeds']}" + (f" ({r['n_failed']} failed)" if r["n_failed"] else ""),
+            _num(r["mean"]),
+            _interval(r["mean_ci95_low"], r["mean_ci95_high"]),
+            _num(r["iqm"]),
+            _interval(r["iqm_ci95_low"], r["iqm_ci95_high"]),
+        ]
+        body.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+    header = "".join(f"<th>{_e(h)}</th>" for h in head)
+    return (
+        f"<table><tr>{header}</tr>{''.join(body)}</table><p>Intervals: 95% percentile bootstrap "
+        "over the seeds' mean returns; IQM: interquartile mean (rliable).</p>"
+    )
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    return "n/a" if low is None else f"[{low:.2f}, {high:.2f}]"
+
+
+def _returns(run: RunDir) -> np.ndarray:
+    table = run.read_episodes()
+    if table is None:
+        return np.empty(0)
+    return table.sort_by("episode")["return"].to_numpy()
+
+
+def _best_film(run: RunDir) -> dict[str, Any] | None:
+    table = run.read_episodes()
+    if table is None:
+        return None
+    films = [r for r in table.to_pylist() if r["video"]]
+    return max(films, key=lambda r: r["return"]) if films else None
+
+
+def _moving(values: np.ndarray, window: int) -> np.ndarray:
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    counts = np.minimum(np.arange(1, len(values) + 1), window)
+    return (sums[1:] - sums[np.maximum(np.arange(1, len(values) + 1) - window, 0)]) / counts
+
+
+def _across_seeds(runs: list[np.ndarray], window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = min(len(r) for r in runs)
+    stacked = np.stack([_moving(r[:n], window) for r in runs])
+    return stacked.mean(axis=0), stacked.min(axis=0), stacked.max(axis=0)
+
+
+_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
+
+
+def _curve_svg(series: Sequence[tuple[str, Any, Any]], window: int | None) -> str:
+    """Curves as inline SVG: each series is (label, values or (mean, low, high), unused); with
+    ``window``, a single series of raw values is drawn faint with its moving average on top."""
+    if not series:
+        return "<p>No episode finished.</p>"
+    width, height, pad = 900, 260, 40
+    lines: list[tuple[str, np.ndarray, str, float]] = []
+    bands: list[tuple[np.ndarray, np.ndarray, str]] = []
+    for k, (label, values, _) in enumerate(series):
+        colour = _COLOURS[k % len(_COLOURS)]
+        if isinstance(values, tuple):
+            mean, low, high = values
+            bands.append((low, high, colour))
+            lines.append((label, mean, colour, 1.6))
+        elif len(values):
+            lines.append(("return", values, "#9ab", 0.8))
+            if window and len(values) >= 2:
+                lines.append((f"mean of {window}", _moving(values, window), colour, 1.8))
+    if not lines:
+        return "<p>No episode finished.</p>"
+    everything = np.concatenate(
+        [v for _, v, _, _ in lines] + [b for lo, hi, _ in bands for b in (lo, hi)]
+    )
+    low, high = float(everything.min()), float(everything.max())
+    high = high if high > low else low + 1
+    n = max(len(v) for _, v, _, _ in lines)
+
+    def points(values: np.ndarray) -> str:
+        idx = np.unique(np.linspace(0, len(values) - 1, min(len(values), CURVE_POINTS)).astype(int))
+        xs = pad + idx / max(n - 1, 1) * (width - 2 * pad)
+        ys = height - pad - (values[idx] - low) / (high - low) * (height - 2 * pad)
+        return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
+
+    shapes = []
+    for lo, hi, colour in bands:
+        outline = points(lo) + " " + " ".join(reversed(points(hi).split()))
+        shapes.append(f'<polygon points="{outline}" fill="{colour}" opacity="0.15"/>')
+    for _, values, colour, stroke in lines:
+        shapes.append(
+            f'<polyline points="{points(values)}" fill="none" stroke="{colour}" '
+            f'stroke-width="{stroke}"/>'
+        )
+    legend = "".join(
+        f'<text x="{pad + 10 + 160 * i}" y="14" fill="{c}">{_e(label)}</text>'
+        for i, (label, _, c, _) in enumerate(lines[:5])
+    )
+    axes = (
+        f'<text x="2" y="{pad}">{high:.1f}</text><text x="2" y="{height - pad}">{low:.1f}</text>'
+        f'<text x="{pad}" y="{height - 12}">episode 0</text>'
+        f'<text x="{width - pad - 60}" y="{height - 12}">episode {n - 1}</text>'
+    )
+    return (
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'role="img">{axes}{legend}{"".join(shapes)}</svg>'
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``rlrec-report <run or sweep dir>``: write its ``report.html`` (a stopped or killed run's
+    from its parts; a sweep's with its summary files and every job's page); print the path."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="rlrec-report", description="Write report.html for a run or a sweep, after the fact."
+    )
+    parser.add_argument("path", type=Path, help="a run directory, or a sweep's folder")
+    parser.add_argument("--window", type=int, default=100, help="episodes in the moving average")
+    args = parser.parse_args(argv)
+    run, sweep = RunDir(args.path), SweepDir(args.path)
+    if run.is_run() or run.episodes.exists() or run.episode_parts.is_dir():
+        print(write_run_report(run))
+        return 0
+    if sweep.runs():
+        from rlrec.sweep import summarize_sweep
+
+        summary = summarize_sweep(sweep.path, args.window)
+        print(write_sweep_report(sweep, summary.jobs, summary.groups, args.window))
+        return 0
+    print(f"rlrec-report: error: {args.path} is neither an rlrec run nor a sweep", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
