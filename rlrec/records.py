@@ -52,7 +52,7 @@ class EpisodeRecord:
 
     def as_row(self) -> dict[str, Any]:
         """The record's columns by column name."""
-        return dict(zip(RECORD_COLUMNS, _VALUES(self), strict=True))
+        return dict(zip(RECORD_COLUMNS, record_values(self), strict=True))
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> EpisodeRecord:
@@ -66,7 +66,7 @@ _ATTRS_COLUMNS = [(f.name, f.metadata["column"] or f.name) for f in _FIELDS]
 #: The columns that vary per episode, in ``EpisodeRecord`` field order.
 RECORD_COLUMNS = tuple(column for _, column in _ATTRS_COLUMNS)
 #: A record's column values, in ``RECORD_COLUMNS`` order, in one call.
-record_values = _VALUES = attrgetter(*(attr for attr, _ in _ATTRS_COLUMNS))
+record_values = attrgetter(*(attr for attr, _ in _ATTRS_COLUMNS))
 
 #: Columns that repeat the run's identity on every row, so that a sweep's files read together can
 #: still be told apart.
