@@ -5,7 +5,9 @@ It reads one command per line on stdin and answers on the file descriptor it inh
     open <json>     start a video: tmp and final path, codec, fps, frame shape and dtype, shm path
     frame <slot>    encode the frame in that shared-memory slot; answer "ok" (the slot is free)
     close           finish the video, rename it to its final name; answer "closed"
-    timelapse <json>  string finished videos together, each frame captioned; answer "closed"
+    join <json>     string finished videos together into one, each part's frames captioned
+                    (or not: an empty caption), e.g. a timelapse or a GIF of one video;
+                    answer "closed"
     abort           drop the video, delete the partial file; answer "aborted"
 
 A failure is answered once as "error <message>"; frames are still acknowledged (and dropped) so
@@ -158,8 +160,9 @@ class Video:
             self.tmp.unlink(missing_ok=True)
 
 
-def timelapse(spec: dict[str, Any]) -> None:
-    """Concatenate ``spec["parts"]`` ([path, caption] pairs) into one captioned video."""
+def join(spec: dict[str, Any]) -> None:
+    """Concatenate ``spec["parts"]`` ([path, caption] pairs) into one video, each part's frames
+    captioned unless its caption is empty."""
     import av
 
     tmp, final = Path(spec["tmp"]), Path(spec["final"])
@@ -175,7 +178,8 @@ def timelapse(spec: dict[str, Any]) -> None:
                         writer = open_writer(tmp, spec, size)
                     if (frame.shape[1], frame.shape[0]) != size:
                         frame = cv2.resize(frame, size)
-                    _caption(frame, caption)
+                    if caption:
+                        _caption(frame, caption)
                     writer.write(frame)
     except BaseException:
         if writer is not None:
@@ -236,8 +240,8 @@ def main() -> None:
                     spec = json.loads(arg)
                     ring = spec["shm"]
                     video = Video(spec)
-                elif command == "timelapse":
-                    timelapse(json.loads(arg))
+                elif command == "join":
+                    join(json.loads(arg))
                     reply("closed")
                 elif command in ("close", "abort"):
                     if video is not None:

@@ -70,6 +70,7 @@ def validate(cfg: DictConfig) -> None:
             f"must be an integer >= 1 or null, got {every!r}",
             "pass e.g. checkpoint_every=100",
         )
+    check_number("memory_every_s", cfg.get("memory_every_s", 1.0), 0, example=1.0)
     _check_parallelism(cfg)
     if not isinstance(cfg.get("sinks"), DictConfig):
         raise ConfigError(

@@ -161,7 +161,7 @@ class Filming:
         if len(parts) < 2:
             return None
         path = self.run.timelapse(self.video.codec.extension)
-        return self._encoder(0).timelapse(path, self.video, parts)
+        return self._encoder(0).join(path, self.video, parts)
 
     def close(self) -> None:
         """Stop the encoder processes and close the replay env."""

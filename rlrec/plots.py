@@ -1,16 +1,21 @@
 """Learning curves: one run's (``learning_curve.png``) and a sweep's (``learning_curves.png``).
 
-matplotlib with the Agg backend, imported only when a plot is drawn.
+matplotlib's object interface (no pyplot), imported only when a plot is drawn.
 """
 
 from __future__ import annotations
 
-import os
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rlrec.rundir import atomic_path
+
+#: A run's memory as drawn: the episodes finished at each sample, and the bytes resident.
+Memory = tuple[Sequence[int], Sequence[int]]
 
 
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:
@@ -25,12 +30,39 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return (totals[end] - totals[start]) / (end - start)
 
 
-def plot_learning_curve(returns: np.ndarray, filmed: Sequence[int], window: int, path: Path) -> Any:
+def plot_learning_curve(
+    returns: np.ndarray,
+    filmed: Sequence[int],
+    window: int,
+    path: Path,
+    memory: Memory | None = None,
+) -> Any:
     """Returns per episode, their moving average (drawn from ``window`` episodes on) and a mark
-    at every filmed episode; saved to ``path``. Returns the figure (closed), whose lines hold the
-    data drawn."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(10, 6))
+    at every filmed episode, with the run's memory below where ``memory`` (episodes, bytes) is
+    given; saved to ``path``. Returns the figure, whose lines hold the data drawn."""
+    fig = learning_curve_figure(returns, filmed, window, memory)
+    _save(fig, path)
+    return fig
+
+
+def learning_curve_png(
+    returns: np.ndarray, filmed: Sequence[int], window: int, memory: Memory | None = None
+) -> bytes:
+    """The learning curve as PNG bytes (for a tracker)."""
+    buffer = io.BytesIO()
+    learning_curve_figure(returns, filmed, window, memory).savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def learning_curve_figure(
+    returns: np.ndarray, filmed: Sequence[int], window: int, memory: Memory | None = None
+) -> Any:
+    """The figure ``plot_learning_curve`` saves."""
+    fig = _figure((10, 8) if memory is not None else (10, 6))
+    if memory is not None:
+        ax, ax_memory = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    else:
+        ax = fig.subplots()
     x = np.arange(len(returns))
     ax.plot(x, returns, alpha=0.3, linewidth=0.8, label="return", gid="returns")
     if len(returns) >= window:
@@ -52,12 +84,19 @@ def plot_learning_curve(returns: np.ndarray, filmed: Sequence[int], window: int,
             label="filmed",
             gid="filmed",
         )
-    ax.set_xlabel("episode")
     ax.set_ylabel("return")
     ax.set_title("Learning progress")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    _save(fig, path)
+    if memory is not None:
+        episodes, rss = memory
+        ax_memory.plot(episodes, np.asarray(rss) / 2**20, color="tab:gray", gid="memory")
+        ax_memory.set_ylabel("memory (MiB)")
+        ax_memory.set_ylim(bottom=0)
+        ax_memory.grid(True, alpha=0.3)
+        ax = ax_memory
+    ax.set_xlabel("episode")
+    fig.tight_layout()
     return fig
 
 
@@ -68,8 +107,8 @@ def plot_learning_curves(
     average, with a 95% Student-t band where a group has two runs or more."""
     from scipy import stats
 
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    fig = _figure((9, 5.5))
+    ax = fig.subplots()
     for label, runs in groups:
         if not runs:
             continue
@@ -91,21 +130,16 @@ def plot_learning_curves(
     return fig
 
 
-def _pyplot() -> Any:
-    import matplotlib
+def _figure(size: tuple[float, float]) -> Any:
+    """A matplotlib figure of its own, not pyplot's: no global state, so a tracker's thread may
+    draw while the run goes on."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=size)
 
 
 def _save(fig: Any, path: Path) -> None:
-    """Write the figure whole (temporary name, then rename) and release it."""
-    import matplotlib.pyplot as plt
-
+    """Write the figure whole (temporary name, then rename)."""
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format=path.suffix[1:])

@@ -125,6 +125,7 @@ def write_run_report(
         _stats(summary, len(report.returns)),
         "<h2>Returns</h2>",
         _curve_svg([("return", np.asarray(report.returns), None)], window=100),
+        _memory(run),
         _gallery(report.gallery(), len(report.films)),
         _episodes_table(run, report),
     ]
@@ -242,6 +243,8 @@ def _stats(summary: dict[str, Any], n: int) -> str:
     ]
     if summary.get("success_rate") is not None:
         cells.append(("success rate", f"{summary['success_rate']:.1%}"))
+    if summary.get("peak_rss_bytes"):
+        cells.append(("peak memory", _mib(summary["peak_rss_bytes"])))
     return (
         "<div class=stats>"
         + "".join(f"<div class=stat><b>{_e(v)}</b>{_e(k)}</div>" for k, v in cells)
@@ -413,6 +416,35 @@ def _curve_svg(series: Sequence[tuple[str, Any, Any]], window: int | None) -> st
         f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
         f'role="img">{axes}{legend}{"".join(shapes)}</svg>'
     )
+
+
+def _memory(run: RunDir) -> str:
+    """The run's memory over time (``_memory.parquet``) as a small SVG; nothing without it."""
+    table = run.read_memory()
+    if table is None or table.num_rows < 2:
+        return ""
+    episodes = table["episode"].to_numpy().astype(float)
+    mib = table["rss_bytes"].to_numpy() / 2**20
+    width, height, pad = 900, 140, 40
+    idx = np.unique(np.linspace(0, len(mib) - 1, min(len(mib), CURVE_POINTS)).astype(int))
+    span = max(episodes[-1] - episodes[0], 1.0)
+    top = float(mib.max()) * 1.05 or 1.0
+    xs = pad + (episodes[idx] - episodes[0]) / span * (width - 2 * pad)
+    ys = height - pad - mib[idx] / top * (height - 2 * pad)
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
+    return (
+        "<h2>Memory</h2><p>Resident memory of the run's processes (rlrec, encoders, workers), "
+        f"sampled {table.num_rows} times; peak {_mib(int(table['rss_bytes'].to_numpy().max()))}."
+        f'</p><svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
+        f'<text x="2" y="{pad}">{top:.0f} MiB</text><text x="2" y="{height - pad}">0</text>'
+        f'<text x="{pad}" y="{height - 12}">episode {episodes[0]:.0f}</text>'
+        f'<text x="{width - pad - 60}" y="{height - 12}">episode {episodes[-1]:.0f}</text>'
+        f'<polyline points="{line}" fill="none" stroke="#555" stroke-width="1.5"/></svg>'
+    )
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     os.replace(tmp, path)
 
 
+_TRACKERS_LOCK = threading.Lock()
+
 #: A part file of a table that a run writes as it goes (``episodes/``, ``_actions/``).
 PART_GLOB = "part-*.parquet"
 
@@ -93,6 +96,9 @@ class RunDir:
     TIMELAPSE = "timelapse"
     REPLAY_PREFIX = "replay"
     REPORT = "report.html"
+    MEMORY = "_memory.parquet"
+    TRACKERS = "trackers.json"
+    TENSORBOARD = "tensorboard"
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -136,6 +142,21 @@ class RunDir:
     @property
     def learning_curve(self) -> Path:
         return self.path / self.LEARNING_CURVE
+
+    @property
+    def memory(self) -> Path:
+        """``_memory.parquet``: the run's memory over time (the underscore keeps folder-level
+        readers of ``*.parquet`` off it)."""
+        return self.path / self.MEMORY
+
+    @property
+    def trackers(self) -> Path:
+        return self.path / self.TRACKERS
+
+    @property
+    def tensorboard(self) -> Path:
+        """Where the tensorboard sink writes by default."""
+        return self.path / self.TENSORBOARD
 
     @property
     def hydra_config(self) -> Path:
@@ -225,6 +246,23 @@ class RunDir:
         pq.write_table(table, part_file(staging, 0))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(staging, folder)
+
+    def read_memory(self) -> Any:
+        """``_memory.parquet`` as an Arrow table; None if the run has none."""
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(self.memory).read() if self.memory.exists() else None
+
+    def read_trackers(self) -> dict[str, Any]:
+        """``trackers.json``: per tracker sink, its run id and how many episodes it logged."""
+        path = self.trackers
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def update_tracker(self, name: str, entry: dict[str, Any]) -> None:
+        """Set tracker ``name``'s entry in ``trackers.json``; several trackers' threads may call
+        this at once, so the read and the write happen under one lock."""
+        with _TRACKERS_LOCK:
+            write_text(self.trackers, json.dumps(self.read_trackers() | {name: entry}, indent=2))
 
     def read_summary(self) -> dict[str, Any]:
         """``summary.json`` as a dict; empty if the run never wrote one."""

@@ -17,10 +17,12 @@ from omegaconf import OmegaConf
 from rlrec.build import Objects, build
 from rlrec.drivers import run_here
 from rlrec.drivers.workers import WorkerPool
+from rlrec.memory import MemoryMonitor
 from rlrec.records import EpisodeRecord, RunInfo
 from rlrec.resume import ResumePoint, find_resume_point, truncate
 from rlrec.seeding import reseed_globals
 from rlrec.sinks import Sink
+from rlrec.sinks.tracker import Tracker
 from rlrec.stats import RunTotals
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,8 @@ class Runner:
     def __init__(self, objects: Objects) -> None:
         self.o = objects
         self._in_order = InOrder(0)  # where a parallel run's records wait for their turn
+        self._memory = MemoryMonitor(objects.run, objects.cfg.get("memory_every_s", 1.0))
+        self._finished = 0  # episodes finished, in order
 
     def run(self) -> dict[str, Any]:
         """Run every episode, feed every sink, write ``summary.json``; return the summary."""
@@ -51,6 +55,8 @@ class Runner:
                     sink.open(run)
                     opened.append(sink)
                     sink.restore(point.kept)  # e.g. the plot's earlier curve
+                self._finished = point.start
+                self._sample_memory(opened)
                 records = self._records(point.start)
                 try:
                     for record in records:
@@ -64,6 +70,7 @@ class Runner:
                 status = "interrupted"
                 raise
             finally:
+                self._sample_memory(opened, final=True)
                 summary = self._summary(status, totals, time.perf_counter() - started)
                 self._close(opened, summary)
         return summary
@@ -101,7 +108,27 @@ class Runner:
         self.o.filming.accepted(record)
         for sink in sinks:
             sink.write(record)
-        self._checkpoint(record.episode + 1, sinks)
+        self._finished = record.episode + 1
+        self._checkpoint(self._finished, sinks)
+        if self._memory.due(time.monotonic()):
+            self._sample_memory(sinks)
+
+    def _sample_memory(self, sinks: list[Sink], final: bool = False) -> None:
+        """A sample of the run's memory, to ``_memory.parquet`` and to every sink; the last one
+        also writes the file, before the sinks close (the plot and the report draw it)."""
+        memory = self._memory
+        if not memory.enabled:
+            return
+        sample = memory.sample(self._finished)
+        for sink in sinks:
+            try:
+                sink.memory(sample)
+            except Exception:
+                if not final:
+                    raise
+                log.exception("sink %r failed on a memory sample", sink)
+        if final:
+            memory.write()
 
     def _accept_rest(self, totals: RunTotals, sinks: list[Sink]) -> None:
         """After a stop or a crash, the finished episodes still waiting for an earlier one that
@@ -134,6 +161,7 @@ class Runner:
         if point.checkpoint is not None:
             o.hooks.load(point.checkpoint)
         truncate(o.run, point.start)
+        self._memory.restore(point.start)
         for record in point.kept:  # the statistics
             totals.add(record)
         o.filming.restore(point.kept)  # the trigger's memory, the timelapse's parts
@@ -150,6 +178,7 @@ class Runner:
             "seed": o.seed,
             "job": o.job,
             "wall_time_s": wall_time,
+            "peak_rss_bytes": self._memory.peak if self._memory.enabled else None,
         }
 
     def _close(self, sinks: list[Sink], summary: dict[str, Any]) -> None:
@@ -175,6 +204,9 @@ class Runner:
             except Exception as err:
                 log.exception("the timelapse failed")
                 errors.append(err)
+        summary["tracker_failures"] = {
+            sink.name: sink.failure for sink in sinks if isinstance(sink, Tracker) and sink.failure
+        }
         o.run.write_summary(summary)
         o.close()
         if errors and summary["status"] == "complete":

@@ -41,6 +41,7 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
     "status": pa.string(),
     "error": pa.string(),
     "n_episodes": pa.int64(),
+    "peak_rss_bytes": pa.int64(),
     "window": pa.int64(),
     "n_seeds": pa.int64(),
     "n_failed": pa.int64(),
@@ -61,6 +62,7 @@ class Job:
     status: str
     error: str | None = None
     run_seed: int | None = None
+    peak_rss_bytes: int | None = None
     returns: np.ndarray = field(default_factory=lambda: np.empty(0))
 
 
@@ -95,6 +97,7 @@ def find_jobs(sweep_dir: Path) -> list[Job]:
                 summary.get("status", "missing"),
                 summary.get("error"),
                 overrides.get(SEED_KEY, summary.get("seed", _recorded_seed(run))),
+                summary.get("peak_rss_bytes"),
             )
         )
     return sorted(jobs, key=lambda j: j.job)
@@ -177,6 +180,7 @@ def _job_row(job: Job, keys: list[str], window: int) -> dict[str, Any]:
         "max": float(r.max()) if n else None,
         "mean_last": float(r[-window:].mean()) if n else None,
         "window": window,
+        "peak_rss_bytes": job.peak_rss_bytes,
     }
 
 
@@ -185,7 +189,7 @@ def _job_row_names(keys: list[str]) -> list[str]:
     other overrides, how it ended, its statistics."""
     overrides = [k for k in keys if k != SEED_KEY]
     names = ["job", SEED_COLUMN, *overrides, "status", "error", "n_episodes"]
-    return [*names, "mean", "std", "iqm", "min", "max", "mean_last", "window"]
+    return [*names, "mean", "std", "iqm", "min", "max", "mean_last", "window", "peak_rss_bytes"]
 
 
 def _group_row_names(group_keys: list[str]) -> list[str]:

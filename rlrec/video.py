@@ -100,9 +100,10 @@ class Encoder:
         self.start()
         return VideoWriter(self, path, video)
 
-    def timelapse(self, path: Path, video: VideoSettings, parts: list[tuple[Path, str]]) -> Path:
-        """String finished videos together into ``path``, each frame captioned with its part's
-        text; the file appears under its final name once complete."""
+    def join(self, path: Path, video: VideoSettings, parts: list[tuple[Path, str]]) -> Path:
+        """String finished videos together into ``path`` (a timelapse, or one video in another
+        codec), each frame captioned with its part's text (none if empty); the file appears
+        under its final name once complete."""
         self.start()
         spec = {
             "tmp": str(partial_path(path)),
@@ -110,12 +111,12 @@ class Encoder:
             **video.encoder_spec(),
             "parts": [[str(p), caption] for p, caption in parts],
         }
-        self.send(f"timelapse {json.dumps(spec)}")
+        self.send(f"join {json.dumps(spec)}")
         error = None
         while (reply := self.receive()) != "closed":
             error = error or (reply[6:] if reply.startswith("error ") else None)
         if error is not None:
-            raise OSError(f"timelapse {path.name}: {error}")
+            raise OSError(f"{path.name}: {error}")
         return path
 
     def ring(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.memmap, str]:

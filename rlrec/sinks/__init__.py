@@ -3,13 +3,15 @@
 The ``sinks`` config group holds several at once (``'sinks=[parquet,console]'``); each node is
 built by its ``_target_`` and receives every finished episode, in episode order. A sink of your own
 is any class with ``open(run)``, ``write(record)`` and ``close(summary)``; it may also have
-``flush()`` and ``restore(records)``. Deriving from ``Sink`` gives no-op defaults for all five.
+``flush()``, ``restore(records)`` and ``memory(sample)``. Deriving from ``Sink`` gives no-op
+defaults for all six.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from rlrec.memory import MemorySample
 from rlrec.records import EpisodeRecord, RunInfo
 
 
@@ -29,6 +31,9 @@ class Sink:
     def flush(self) -> None:
         """Put everything written so far on disk (before a checkpoint is taken)."""
 
+    def memory(self, sample: MemorySample) -> None:
+        """A sample of the run's memory (about once a second, and at the start and the end)."""
+
     def close(self, summary: dict[str, Any]) -> None:
         """Called once at the end, also after an error or an interrupt (``summary['status']``)."""
 
@@ -38,7 +43,7 @@ class _UserSink(Sink):
 
     def __init__(self, sink: Any) -> None:
         self.sink = sink
-        for hook in ("open", "restore", "write", "flush", "close"):
+        for hook in ("open", "restore", "write", "flush", "memory", "close"):
             method = getattr(sink, hook, None)
             if callable(method):
                 setattr(self, hook, method)

@@ -57,6 +57,12 @@ class ConsoleSink(Sink):
             print(f"  success rate {summary['success_rate']:.1%}", file=self._out)
         if summary.get("videos"):
             print(f"  {summary['videos']} videos in {RunDir(run.run_dir).videos}", file=self._out)
+        if summary.get("peak_rss_bytes"):
+            print(
+                f"  peak memory {summary['peak_rss_bytes'] / 2**20:.0f} MiB "
+                f"(rlrec and its encoder and worker processes)",
+                file=self._out,
+            )
         self._out.flush()
 
 

@@ -1,4 +1,5 @@
-"""``learning_curve.png`` at the end of a run: returns, their moving average, filmed episodes."""
+"""``learning_curve.png`` at the end of a run: returns, their moving average, filmed episodes, and
+the run's memory over time."""
 
 from __future__ import annotations
 
@@ -38,10 +39,21 @@ class PlotSink(Sink):
     def close(self, summary: dict[str, Any]) -> None:
         from rlrec.plots import plot_learning_curve
 
+        files = RunDir(self._run.run_dir)
         if self._returns:
             plot_learning_curve(
                 np.frombuffer(self._returns),
                 self._filmed,
                 self.window,
-                RunDir(self._run.run_dir).learning_curve,
+                files.learning_curve,
+                memory=run_memory(files),
             )
+
+
+def run_memory(files: RunDir) -> tuple[Any, Any] | None:
+    """The run's memory samples as (episodes, bytes), from ``_memory.parquet`` (written before
+    the sinks close); None where the run sampled none."""
+    table = files.read_memory()
+    if table is None or table.num_rows == 0:
+        return None
+    return table["episode"].to_numpy(), table["rss_bytes"].to_numpy()

@@ -1,0 +1,222 @@
+"""``sinks=[parquet,tensorboard]``: a run as TensorBoard shows it.
+
+Event files go to ``<run>/tensorboard/`` (``log_dir``: relative to the run directory, or an
+absolute path), so a sweep has one TensorBoard run per job and ``tensorboard --logdir <sweep>``
+shows them side by side. Per episode, one event holds ``episode/return``, ``episode/length``,
+``episode/duration_s`` and ``episode/success`` (where measured) at ``global_step`` = the episode;
+the config goes to the HPARAMS tab (one session per run, with the summary's statistics as its
+metrics); each film is an animated GIF on the IMAGES tab at its episode, made from the video by
+an encoder process of the sink's own; memory is ``system/rss_bytes``; the learning curve comes at
+the end.
+
+The events are framed by tensorboardX's ``RecordWriter``, which uses the ``crc32c`` package's C
+code when it is installed (the ``[tensorboard]`` extra installs it; the pure-Python CRC would cost
+four times as much per episode), on this thread: tensorboardX's own asynchronous writer hands
+each event through a ten-slot multiprocessing queue and made the loop wait on it (64 us an
+episode, measured). No TensorFlow, no torch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from rlrec.codecs import CODECS
+from rlrec.memory import MemorySample
+from rlrec.records import RunInfo
+from rlrec.rundir import RunDir, partial_path
+from rlrec.sinks.tracker import EpisodeBatch, Tracker, require
+from rlrec.video import Encoder, VideoSettings
+
+#: The hparams plugin's tags (TensorBoard's own names).
+_SESSION_START, _SESSION_END = "_hparams_/session_start_info", "_hparams_/session_end_info"
+_STATUS = {"complete": "STATUS_SUCCESS", "interrupted": "STATUS_ABORTED"}
+
+
+class TensorBoardSink(Tracker):
+    """Log a run to TensorBoard event files; ``films``: also each filmed episode as a GIF."""
+
+    name = "tensorboard"
+
+    def __init__(self, log_dir: str | None = None, films: bool = True) -> None:
+        require("tensorboardX", "tensorboard", "sinks.tensorboard")
+        self.log_dir, self.films = log_dir, bool(films)
+        self._encoder: Encoder | None = None
+
+    def start(self, run: RunInfo, earlier: dict[str, Any] | None) -> dict[str, Any]:
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.record_writer import RecordWriter
+
+        files = RunDir(run.run_dir)
+        if earlier is not None:  # resumed: the same TensorBoard run, a new event file in it
+            folder = Path(earlier["id"])
+            _cut_to_commit(earlier)
+        elif self.log_dir is None:
+            folder = files.tensorboard
+        else:
+            folder = files.path / self.log_dir  # an absolute log_dir stays as it is
+        folder.mkdir(parents=True, exist_ok=True)
+        self._folder = folder
+        self._started = time.time()
+        # TensorBoard finds event files by this pattern; the pid keeps a resume's file apart
+        self._file = folder / (
+            f"events.out.tfevents.{int(self._started)}.{socket.gethostname()}.{os.getpid()}"
+        )
+        self._records = RecordWriter(str(self._file))
+        self._write(Event(wall_time=self._started, file_version="brain.Event:2"))
+        return {"id": str(folder), **self.commit()}
+
+    def log_config(self, config: dict[str, Any]) -> None:
+        from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionStartInfo
+
+        start = SessionStartInfo(start_time_secs=self._started)
+        for key, value in config.items():
+            if value is None:
+                continue  # TensorBoard has no null: the key is left out of this session
+            slot = start.hparams[key]
+            if isinstance(value, bool):
+                slot.bool_value = value
+            elif isinstance(value, int | float):
+                slot.number_value = float(value)
+            elif isinstance(value, str):
+                slot.string_value = value
+            else:
+                slot.string_value = json.dumps(value)
+        self._plugin_event(_SESSION_START, HParamsPluginData(session_start_info=start), step=0)
+
+    def log_episodes(self, batch: EpisodeBatch) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        write = self._write
+        value = Summary.Value
+        for episode, wall_time, metrics in batch.rows():
+            values = [value(tag=f"episode/{k}", simple_value=v) for k, v in metrics.items()]
+            write(Event(wall_time=wall_time, step=episode, summary=Summary(value=values)))
+
+    def log_video(self, episode: int, path: Path) -> None:
+        if not self.films:
+            return
+        gif = self._gif(path)
+        self._image("film", gif, episode, "film of this episode")
+
+    def log_memory(self, samples: list[MemorySample]) -> None:
+        for sample in samples:
+            self._scalars(
+                {"system/rss_bytes": sample.rss_bytes},
+                sample.episode,
+                wall_time=self._started + sample.time_s,
+            )
+
+    def log_summary(self, summary: dict[str, Any], curve_png: bytes | None) -> None:
+        from tensorboardX.proto.api_pb2 import Status
+        from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionEndInfo
+
+        step = int(summary.get("n") or 0)
+        numbers = {
+            f"summary/{key}": value
+            for key, value in _numbers(summary)
+            if key not in ("seed", "job", "episodes_planned")
+        }
+        self._scalars(numbers, step)
+        if curve_png is not None:
+            self._image("learning_curve", curve_png, step, "returns per episode")
+        status = Status.Value(_STATUS.get(summary.get("status", ""), "STATUS_FAILURE"))
+        end = SessionEndInfo(status=status, end_time_secs=time.time())
+        self._plugin_event(_SESSION_END, HParamsPluginData(session_end_info=end), step=step)
+
+    def commit(self) -> dict[str, Any]:
+        """Flush; the file's size now ends at a whole event, and a resume cuts anything written
+        after it (a kill between two commits), so that no episode is in the files twice."""
+        self._records.flush()
+        return {"file": self._file.name, "bytes": self._file.stat().st_size}
+
+    def finish(self, status: str) -> None:
+        self._records.close()
+        if self._encoder is not None:
+            self._encoder.shutdown()
+
+    # -- events ---------------------------------------------------------------------------------
+    def _write(self, event: Any) -> None:
+        self._records.write(event.SerializeToString())
+
+    def _scalars(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        summary = Summary(
+            value=[Summary.Value(tag=k, simple_value=float(v)) for k, v in values.items()]
+        )
+        self._write(
+            Event(wall_time=wall_time or time.time(), step=step, summary=summary)
+        )
+
+    def _image(self, tag: str, encoded: bytes, step: int, description: str) -> None:
+        from PIL import Image
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        with Image.open(io.BytesIO(encoded)) as image:
+            width, height = image.size
+        picture = Summary.Image(
+            height=height, width=width, colorspace=3, encoded_image_string=encoded
+        )
+        summary = Summary(value=[Summary.Value(tag=tag, image=picture)])
+        self._write(Event(wall_time=time.time(), step=step, summary=summary))
+
+    def _plugin_event(self, tag: str, content: Any, step: int) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
+
+        metadata = SummaryMetadata(
+            plugin_data=SummaryMetadata.PluginData(
+                plugin_name="hparams", content=content.SerializeToString()
+            )
+        )
+        summary = Summary(value=[Summary.Value(tag=tag, metadata=metadata)])
+        self._write(Event(wall_time=time.time(), step=step, summary=summary))
+
+    def _gif(self, video: Path) -> bytes:
+        """The video as an animated GIF at its own frame rate, made by an encoder process (this
+        thread only waits for it)."""
+        import av
+
+        if video.suffix == ".gif":
+            return video.read_bytes()
+        with av.open(str(video)) as container:
+            fps = float(container.streams.video[0].average_rate or 30)
+        if self._encoder is None:
+            self._encoder = Encoder()
+            self._encoder.start(CODECS["gif"])
+        target = partial_path(self._folder / f"{video.stem}.gif")
+        try:
+            self._encoder.join(target, VideoSettings(CODECS["gif"], fps), [(video, "")])
+            return target.read_bytes()
+        finally:
+            target.unlink(missing_ok=True)
+
+
+def _cut_to_commit(entry: dict[str, Any]) -> None:
+    """Drop what a killed run wrote to its event file after its last commit (those episodes run
+    again and are logged again)."""
+    if "file" not in entry:
+        return
+    path = Path(entry["id"]) / entry["file"]
+    if path.exists() and path.stat().st_size > entry["bytes"]:
+        os.truncate(path, entry["bytes"])
+
+
+def _numbers(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, float]]:
+    """The summary's numbers, nested keys joined with ``_`` (``length_mean``)."""
+    found = []
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            found += _numbers(value, f"{prefix}{key}_")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            found.append((f"{prefix}{key}", value))
+    return found

@@ -1,0 +1,311 @@
+"""The base of the tracker sinks (TensorBoard, W&B, MLflow): what every tracker gets from a run.
+
+A tracker receives, in episode order, one row per episode (``return``, ``length``, ``duration_s``
+and ``success`` where measured) with the episode index as its x-axis, each filmed episode's video
+at its episode, the resolved config once (flattened, dotted keys), the memory samples as system
+metrics, and at the end the summary and the learning curve as an image.
+
+The episode loop only appends to a queue (under a microsecond an episode); a background thread
+takes what has gathered about once a second and logs it as a batch, so a tracker's own cost
+(protobuf, HTTP, disk) stays out of the loop. A tracker that fails mid-run costs one warning and
+stops logging; the run, its Parquet, its videos and its ``summary.json`` go on untouched, and
+``summary.json`` says which tracker failed, at which episode, and why (``tracker_failures``). One
+that cannot start (a missing extra, a server out of reach) ends the run before its first episode.
+
+``trackers.json`` keeps each tracker's run id and how many episodes it has logged (updated after
+each batch is committed), so ``resume=<run>`` continues the same tracker run and does not log an
+episode twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import threading
+import time
+from array import array
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from rlrec.errors import ConfigError
+from rlrec.memory import MemorySample
+from rlrec.records import EpisodeRecord, RunInfo
+from rlrec.rundir import RunDir
+from rlrec.sinks import Sink
+
+log = logging.getLogger(__name__)
+
+#: The per-episode metrics a tracker logs, in this order (``success`` only where measured).
+METRICS = ("return", "length", "duration_s", "success")
+
+
+def require(module: str, extra: str, key: str) -> Any:
+    """Import ``module`` or end the run with the ``pip install`` line of rlrec's ``extra``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ConfigError(
+            key,
+            f"needs the {extra} extra ({err})",
+            f'pip install -e ".[{extra}]" (or pip install "rlrec[{extra}]")',
+        ) from None
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as one level of dotted keys; lists stay lists.
+
+    >>> flatten({"env": {"id": "CartPole-v1", "kwargs": {}}, "seed": 0, "sinks": {"a": None}})
+    {'env.id': 'CartPole-v1', 'env.kwargs': {}, 'seed': 0, 'sinks.a': None}
+    """
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat |= flatten(value, f"{name}.")
+        else:
+            flat[name] = value
+    return flat
+
+
+class EpisodeBatch:
+    """Consecutive episodes to log at once: per metric, a list over the episodes.
+
+    ``current`` is the episode being logged: the first until ``rows()`` moves on, so a tracker
+    that fails is known to have logged the episodes before it.
+    """
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        columns = list(zip(*rows, strict=True))
+        self.episodes: list[int] = list(columns[0])
+        self.wall_times: list[float] = list(columns[1])
+        self.metrics: dict[str, list[Any]] = dict(zip(METRICS, columns[2:], strict=True))
+        self.current = self.episodes[0]
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def rows(self) -> Iterator[tuple[int, float, dict[str, float]]]:
+        """(episode, wall time, {metric: value}) per episode; success as 0/1, left out where
+        not measured."""
+        returns, lengths, durations, successes = self.metrics.values()
+        for i, episode in enumerate(self.episodes):
+            self.current = episode
+            values = {
+                "return": float(returns[i]),
+                "length": float(lengths[i]),
+                "duration_s": float(durations[i]),
+            }
+            if successes[i] is not None:
+                values["success"] = float(successes[i])
+            yield episode, self.wall_times[i], values
+
+
+class Tracker(Sink):
+    """A sink that logs to an experiment tracker from a background thread.
+
+    A subclass names itself (``name``: its key under ``sinks``) and implements ``start`` (in the
+    run's thread, before the first episode) and the ``log_*`` hooks, ``commit`` and ``finish``
+    (all on the background thread, in the order the run produced them).
+    """
+
+    name: ClassVar[str] = "tracker"
+    #: Seconds between two batches; the last batch is logged when the run ends.
+    interval_s: ClassVar[float] = 1.0
+    #: How long the run waits at its end for the tracker to finish logging.
+    close_timeout_s: ClassVar[float] = 300.0
+    #: Episodes in the learning curve's moving average.
+    window: ClassVar[int] = 100
+
+    failure: dict[str, Any] | None = None
+
+    # -- what a tracker implements ------------------------------------------------------------
+    def start(self, run: RunInfo, earlier: dict[str, Any] | None) -> dict[str, Any]:
+        """Connect (or open files); ``earlier`` is this tracker's entry in ``trackers.json`` when
+        the run is resumed (continue that tracker run). Return the entry to keep: at least
+        ``{"id": ...}``. Raise ``ConfigError`` (naming the key and the fix) if it cannot start."""
+        raise NotImplementedError
+
+    def log_config(self, config: dict[str, Any]) -> None:
+        """The resolved config, flattened (dotted keys); once per tracker run."""
+
+    def log_episodes(self, batch: EpisodeBatch) -> None:
+        """Consecutive finished episodes; the episode index is the x-axis."""
+
+    def log_video(self, episode: int, path: Path) -> None:
+        """A filmed episode's video (complete under its final name)."""
+
+    def log_memory(self, samples: list[MemorySample]) -> None:
+        """Memory samples, as system metrics."""
+
+    def log_summary(self, summary: dict[str, Any], curve_png: bytes | None) -> None:
+        """The run's summary and its learning curve (PNG; None without episodes)."""
+
+    def commit(self) -> dict[str, Any] | None:
+        """Make what was logged so far durable: after this, ``trackers.json`` counts it (with
+        the entries returned here, e.g. where the tracker's file ends)."""
+
+    def finish(self, status: str) -> None:
+        """End the tracker run (``status``: complete, interrupted or failed)."""
+
+    # -- the sink -----------------------------------------------------------------------------
+    def open(self, run: RunInfo) -> None:
+        self._run, self._files = run, RunDir(run.run_dir)
+        earlier = self._files.read_trackers().get(self.name)
+        #: Episodes this tracker logged before a resume: never logged twice.
+        self._skip = int(earlier.get("logged", 0)) if earlier else 0
+        try:
+            entry = self.start(run, earlier)
+        except ConfigError:
+            raise
+        except Exception as err:
+            raise ConfigError(
+                f"sinks.{self.name}",
+                f"could not start ({type(err).__name__}: {err})",
+                f"check the sinks.{self.name} settings, or leave {self.name} out of sinks",
+            ) from None
+        self._entry = {**entry, "logged": self._skip}
+        self._files.update_tracker(self.name, self._entry)
+        self._queue: deque[tuple[str, Any]] = deque()
+        self._returns, self._filmed = array("d"), []
+        self._videos: set[str] = set()  # a grid video shared by several episodes is logged once
+        self._wake = threading.Event()
+        self._closing = False
+        self._batch: EpisodeBatch | None = None  # the batch being logged
+        if earlier is None:
+            self._queue.append(("config", flatten(run.config)))
+        self._thread = threading.Thread(target=self._work, name=f"rlrec-{self.name}", daemon=True)
+        self._thread.start()
+
+    def restore(self, records: list[EpisodeRecord]) -> None:
+        """A resumed run's earlier episodes: the curve needs them, and a tracker added on resume
+        logs them (one that was there already logged them: skipped)."""
+        for record in records:
+            self.write(record)
+
+    def write(self, record: EpisodeRecord) -> None:
+        self._returns.append(record.episode_return)
+        if record.video is not None:
+            self._filmed.append(record.episode)
+        if record.episode < self._skip or self.failure is not None:
+            return
+        self._queue.append(
+            (
+                "episode",
+                (
+                    record.episode,
+                    time.time(),
+                    record.episode_return,
+                    record.length,
+                    record.duration_s,
+                    record.success,
+                ),
+            )
+        )
+        if record.video is not None and record.video not in self._videos:
+            self._videos.add(record.video)
+            self._queue.append(("video", (record.episode, self._files.path / record.video)))
+
+    def memory(self, sample: MemorySample) -> None:
+        if self.failure is None and sample.episode >= self._skip:
+            self._queue.append(("memory", sample))
+
+    def close(self, summary: dict[str, Any]) -> None:
+        """Log what is left, the summary and the curve; wait for the tracker to finish."""
+        curve = (np.frombuffer(self._returns), list(self._filmed))
+        self._queue.append(("end", (summary, curve)))
+        self._closing = True
+        self._wake.set()
+        self._thread.join(self.close_timeout_s)
+        if self._thread.is_alive():
+            self._fail(None, TimeoutError(f"still logging after {self.close_timeout_s:.0f} s"))
+
+    # -- the background thread ----------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._closing:
+            self._wake.wait(self.interval_s)
+            self._drain()
+        self._drain()
+
+    def _drain(self) -> None:
+        """Log everything queued so far, a run of consecutive episodes as one batch."""
+        queue, rows, samples = self._queue, [], []
+        at: int | None = None  # the episode being logged, for the failure's record
+        try:
+            for _ in range(len(queue)):
+                kind, item = queue.popleft()
+                if self.failure is not None:
+                    if kind == "end":  # let the tracker release what it holds, if it can
+                        with contextlib.suppress(Exception):
+                            self.finish(item[0].get("status", "failed"))
+                    continue
+                if kind == "episode":
+                    rows.append(item)
+                    at = item[0]
+                    continue
+                if kind == "memory":
+                    samples.append(item)
+                    continue
+                if rows:
+                    self._log_episodes(rows)
+                    rows = []
+                if kind == "video":
+                    at = item[0]
+                    self.log_video(*item)
+                elif kind == "config":
+                    self.log_config(item)
+                elif kind == "end":
+                    self._end(*item, samples, at)
+                    return
+            if self.failure is None and (rows or samples):
+                if rows:
+                    self._log_episodes(rows)
+                if samples:
+                    self.log_memory(samples)
+                self._committed(at)
+        except Exception as err:
+            self._fail(self._batch.current if self._batch is not None else at, err)
+
+    def _log_episodes(self, rows: list[tuple[Any, ...]]) -> None:
+        self._batch = EpisodeBatch(rows)
+        self.log_episodes(self._batch)
+        self._batch = None
+
+    def _end(
+        self, summary: dict[str, Any], curve: Any, samples: list[MemorySample], at: int | None
+    ) -> None:
+        from rlrec.plots import learning_curve_png
+
+        if samples:
+            self.log_memory(samples)
+        returns, filmed = curve
+        png = learning_curve_png(returns, filmed, self.window) if len(returns) else None
+        self.log_summary(summary, png)
+        self._committed(at)
+        self.finish(summary.get("status", "failed"))
+
+    def _committed(self, last: int | None) -> None:
+        """What was logged is durable; count it in ``trackers.json``."""
+        entry = self._entry | (self.commit() or {})
+        if last is not None:
+            entry["logged"] = max(entry["logged"], last + 1)
+        if entry != self._entry:
+            self._entry = entry
+            self._files.update_tracker(self.name, entry)
+
+    def _fail(self, episode: int | None, err: BaseException) -> None:
+        if self.failure is not None:
+            return
+        error = f"{type(err).__name__}: {' '.join(str(err).split())}"
+        self.failure = {"episode": episode, "error": error}
+        where = f"at episode {episode}" if episode is not None else "at the end of the run"
+        log.warning(
+            "the %s tracker failed %s (%s); the run goes on without it", self.name, where, error
+        )
+
+
+__all__ = ["METRICS", "EpisodeBatch", "Tracker", "flatten", "require"]

@@ -1,0 +1,209 @@
+"""Trackers: TensorBoard's event files read back with TensorBoard's own reader, and the tracker
+base's promises (one warning and a complete run when a tracker fails, exit 2 when one cannot
+start, each episode logged once across a resume)."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from tests.conftest import ROOT, plain_loop, run_cli
+from tests.test_signals import LiveRun
+from tests.trackers import LOG
+
+pytestmark = pytest.mark.slow
+
+EVERYTHING = {"scalars": 0, "images": 0, "tensors": 0}
+
+
+def _events(folder, purge=True):
+    """Every event under ``folder``, as TensorBoard loads them (``purge=False``: without hiding
+    the steps a restart wrote again, so a duplicate would show)."""
+    events = EventAccumulator(str(folder), size_guidance=EVERYTHING, purge_orphaned_data=purge)
+    return events.Reload()
+
+
+def _hparams(events):
+    content = events.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+    return plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+
+
+def test_tensorboard_holds_each_episode_the_config_the_films_and_the_curve(tmp_path):
+    args = ["sinks=[parquet,tensorboard]", "episodes=12", "trigger=periodic", "trigger.period=5"]
+    result = run_cli(args, tmp_path / "run")
+    assert result.code == 0, result.proc.stderr[-2000:]
+    run = tmp_path / "run"
+    episodes = pd.read_parquet(run / "episodes.parquet")
+    events = _events(run / "tensorboard")
+
+    returns = events.Scalars("episode/return")
+    assert [e.step for e in returns] == list(range(12))
+    expected = plain_loop("CartPole-v1", 0, 12)
+    assert [e.value for e in returns] == [r["return"] for r in expected]
+    assert [e.value for e in events.Scalars("episode/length")] == [r["length"] for r in expected]
+    durations = [e.value for e in events.Scalars("episode/duration_s")]
+    assert durations == pytest.approx(episodes["duration_s"].tolist(), rel=1e-6)
+    assert "episode/success" not in events.Tags()["scalars"]  # not measured in this run
+
+    hparams = _hparams(events)
+    assert hparams["env.id"].string_value == "CartPole-v1"
+    assert hparams["episodes"].number_value == 12
+    assert hparams["trigger.period"].number_value == 5
+    summary = json.loads((run / "summary.json").read_text())
+    assert events.Scalars("summary/mean")[0].value == pytest.approx(summary["mean"])
+
+    films = events.Images("film")
+    assert [f.step for f in films] == [0, 5, 10]
+    for film in films:
+        with Image.open(io.BytesIO(film.encoded_image_string)) as gif:
+            assert gif.format == "GIF" and gif.size == (600, 400) == (film.width, film.height)
+            assert gif.n_frames == expected[film.step]["length"] + 1  # the reset frame too
+            assert gif.info["duration"] == 20  # ms a frame: CartPole's 50 fps
+    (curve,) = events.Images("learning_curve")
+    assert curve.encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n" and curve.step == 12
+
+    rss = events.Scalars("system/rss_bytes")
+    memory = pd.read_parquet(run / "_memory.parquet")
+    assert [e.value for e in rss] == pytest.approx(memory["rss_bytes"].tolist())
+    assert json.loads((run / "trackers.json").read_text())["tensorboard"]["logged"] == 12
+    assert summary["tracker_failures"] == {}
+
+
+def test_a_sweep_shows_its_jobs_side_by_side_with_their_hparams(tmp_path):
+    args = ["sinks=[parquet,tensorboard]", "seed=0,1", "episodes=3", "trigger=never"]
+    result = run_cli(args, tmp_path / "sweep", multirun=True)
+    assert result.code == 0, result.proc.stderr[-2000:]
+    runs = EventMultiplexer()
+    runs.AddRunsFromDirectory(str(tmp_path / "sweep"))
+    runs.Reload()
+    assert sorted(runs.Runs()) == ["0/tensorboard", "1/tensorboard"]
+    for job in (0, 1):
+        events = runs.GetAccumulator(f"{job}/tensorboard")
+        assert _hparams(events)["seed"].number_value == job
+        expected = [r["return"] for r in plain_loop("CartPole-v1", job, 3)]
+        assert [e.value for e in events.Scalars("episode/return")] == expected
+    jobs = pd.read_parquet(tmp_path / "sweep" / "summary.parquet")
+    assert jobs["peak_rss_bytes"].dtype == "int64" and (jobs["peak_rss_bytes"] > 2**20).all()
+
+
+def test_a_tracker_that_fails_mid_run_costs_one_warning_not_the_run(tmp_path):
+    args = [
+        "episodes=12",
+        "trigger=periodic",
+        "trigger.period=4",
+        "+sinks.flaky._target_=tests.trackers.FlakyTracker",
+        "+sinks.flaky.fail_at=5",
+    ]
+    result = run_cli(args, tmp_path / "run")
+    assert result.code == 0, result.proc.stderr[-2000:]
+    run = tmp_path / "run"
+    output = result.proc.stdout + result.proc.stderr  # Hydra logs to stdout
+    warnings = [line for line in output.splitlines() if "flaky" in line]
+    assert len(warnings) == 1 and "WARNING" in warnings[0], output
+    assert "failed at episode 5" in warnings[0] and "Traceback" not in output
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["n"] == 12
+    assert summary["tracker_failures"] == {
+        "flaky": {"episode": 5, "error": "RuntimeError: the tracker's server went away"}
+    }
+    assert pd.read_parquet(run / "episodes.parquet")["episode"].tolist() == list(range(12))
+    assert sorted(p.name for p in (run / "videos").iterdir()) == [
+        f"eval-episode-{i}.mp4" for i in (0, 4, 8)
+    ]
+    logged = [json.loads(line)["episode"] for line in (run / LOG).read_text().splitlines()]
+    assert logged == [0, 1, 2, 3, 4]  # what it took before it went down, once each
+
+
+def test_a_tracker_that_cannot_start_ends_the_run_before_its_first_episode(tmp_path):
+    args = [
+        "+sinks.flaky._target_=tests.trackers.FlakyTracker",
+        "+sinks.flaky.start_error=true",
+    ]
+    result = run_cli(args, tmp_path / "run")
+    assert result.code == 2
+    lines = result.proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rlrec: error: sinks.flaky: could not start"), (
+        lines
+    )
+    assert "Connection refused" in lines[0] and "Traceback" not in result.proc.stderr
+    assert len(pd.read_parquet(tmp_path / "run" / "episodes.parquet")) == 0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
+
+
+def test_a_missing_extra_gives_the_pip_install_line(tmp_path):
+    shadow = tmp_path / "shadow" / "tensorboardX"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named tensorboardX')\n")
+    cmd = [sys.executable, str(ROOT / "run.py"), "sinks=[parquet,tensorboard]"]
+    cmd.append(f"hydra.run.dir={tmp_path / 'run'}")
+    env = {"PYTHONPATH": str(tmp_path / "shadow"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert 'pip install -e ".[tensorboard]"' in proc.stderr and "sinks.tensorboard" in proc.stderr
+    assert not (tmp_path / "run" / "episodes.parquet").exists()
+
+
+def test_a_resumed_run_logs_each_episode_to_tensorboard_once(tmp_path):
+    run = tmp_path / "run"
+    args = [
+        "sinks=[parquet,console,tensorboard]",
+        "episodes=3000",
+        "env.max_episode_steps=60",
+        "trigger=never",
+        "sinks.parquet.flush_seconds=0.2",
+    ]
+    live = LiveRun(run, *args)
+    live.wait_for_episodes(100)
+    deadline = time.monotonic() + 60
+    while not json.loads((run / "trackers.json").read_text())["tensorboard"]["logged"]:
+        assert time.monotonic() < deadline and live.proc.poll() is None
+        time.sleep(0.02)
+    live.stop(signal.SIGKILL)
+    live.wait()
+    before = json.loads((run / "trackers.json").read_text())["tensorboard"]
+    # As if the kill had come after the tracker wrote an episode but before it committed it:
+    # that episode runs again after the resume and must not be in the files twice.
+    with open(run / "tensorboard" / before["file"], "ab") as events_file:
+        events_file.write(_event_record(before["logged"], -1.0))
+    resumed = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), f"resume={run}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 2
+    events = _events(run / "tensorboard", purge=False)
+    steps = [e.step for e in events.Scalars("episode/return")]
+    assert steps == list(range(3000)), f"logged {before['logged']} before the kill"
+    expected = plain_loop("CartPole-v1", 0, 3000, max_episode_steps=60)
+    assert [e.value for e in events.Scalars("episode/return")] == [r["return"] for r in expected]
+    trackers = json.loads((run / "trackers.json").read_text())["tensorboard"]
+    assert trackers["id"] == str(run / "tensorboard") and trackers["logged"] == 3000
+
+
+def _event_record(step, value):
+    """One framed event holding ``episode/return`` at ``step``, as an event file stores it."""
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    summary = Summary(value=[Summary.Value(tag="episode/return", simple_value=value)])
+    data = Event(wall_time=0.0, step=step, summary=summary).SerializeToString()
+    header = struct.pack("<Q", len(data))
+    crcs = struct.pack("<I", masked_crc32c(header)), struct.pack("<I", masked_crc32c(data))
+    return header + crcs[0] + data + crcs[1]
