@@ -162,16 +162,20 @@ class Video:
 
 def join(spec: dict[str, Any]) -> None:
     """Concatenate ``spec["parts"]`` ([path, caption] pairs) into one video, each part's frames
-    captioned unless its caption is empty."""
+    captioned unless its caption is empty; with ``spec["width"]``, scaled down to that width."""
     import av
 
     tmp, final = Path(spec["tmp"]), Path(spec["final"])
-    writer, size = None, None
+    writer, size, scale = None, None, {}
     try:
         for path, caption in spec["parts"]:
             with av.open(path) as part:
                 for decoded in part.decode(video=0):
-                    frame = decoded.to_ndarray(format="rgb24")
+                    if writer is None and decoded.width > (spec.get("width") or decoded.width):
+                        height = round(decoded.height * spec["width"] / decoded.width / 2) * 2
+                        scale = {"width": spec["width"], "height": height}
+                    # FFmpeg scales while it converts (cheaper than a resize afterwards)
+                    frame = decoded.to_ndarray(format="rgb24", **scale)
                     if writer is None:
                         frame = to_rgb(frame)
                         size = (frame.shape[1], frame.shape[0])

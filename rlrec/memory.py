@@ -92,7 +92,7 @@ class MemoryMonitor:
         if table is None:
             return
         columns = (table.column(name).to_pylist() for name in MemorySample._fields)
-        self.samples = [MemorySample(*row) for row in zip(*columns) if row[1] <= start]
+        self.samples = [MemorySample(*row) for row in zip(*columns, strict=True) if row[1] <= start]
         if self.samples:
             self.peak = max(s.rss_bytes for s in self.samples)
             self._offset = self.samples[-1].time_s
@@ -123,7 +123,8 @@ def memory_table(samples: list[MemorySample]) -> Any:
     types = {"time_s": (np.float64, pa.float64()), "episode": (np.int64, pa.int64())}
     types["rss_bytes"] = types["episode"]
     arrays = []
-    for values, (dtype, arrow_type) in zip(zip(*samples), types.values(), strict=True):
+    columns = zip(*samples, strict=True)
+    for values, (dtype, arrow_type) in zip(columns, types.values(), strict=True):
         # from the buffer: pa.array would import pandas (a quarter of a second) where installed
         buffer = pa.py_buffer(np.asarray(values, dtype))
         arrays.append(pa.Array.from_buffers(arrow_type, len(values), [None, buffer]))

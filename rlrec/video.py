@@ -100,16 +100,23 @@ class Encoder:
         self.start()
         return VideoWriter(self, path, video)
 
-    def join(self, path: Path, video: VideoSettings, parts: list[tuple[Path, str]]) -> Path:
+    def join(
+        self,
+        path: Path,
+        video: VideoSettings,
+        parts: list[tuple[Path, str]],
+        width: int | None = None,
+    ) -> Path:
         """String finished videos together into ``path`` (a timelapse, or one video in another
-        codec), each frame captioned with its part's text (none if empty); the file appears
-        under its final name once complete."""
+        codec), each frame captioned with its part's text (none if empty) and, with ``width``,
+        scaled down to at most that width; the file appears under its final name once complete."""
         self.start()
         spec = {
             "tmp": str(partial_path(path)),
             "final": str(path),
             **video.encoder_spec(),
             "parts": [[str(p), caption] for p, caption in parts],
+            "width": width,
         }
         self.send(f"join {json.dumps(spec)}")
         error = None

@@ -9,6 +9,7 @@
     python scripts/bench.py training        # issue 4: experiment=train, five seeds
     python scripts/bench.py reliability     # issue 6: memory of 100,000 vs 10,000 episodes
     python scripts/bench.py parallel        # issue 7: vector envs and worker processes
+    python scripts/bench.py trackers        # issue 14: the tensorboard sink, memory sampling
     python scripts/bench.py core --against 829b750   # also an older commit, interleaved
 
 ``--against REV`` checks REV out in a temporary git worktree and runs every rlrec command of the
@@ -512,6 +513,95 @@ def parallel(args: argparse.Namespace) -> None:
     print_against(runs, list(slow_rlrec))
 
 
+def trackers(args: argparse.Namespace) -> None:
+    """Issue 14: what the tensorboard sink adds to each episode of the loop, and what sampling
+    memory costs.
+
+    The loop's cost an episode is the slope between a 10,000- and a 30,000-episode run of the same
+    command: import, start and the final flush are the same in both and cancel out.
+    """
+    small, large = 10_000, 30_000
+    configs = {
+        "sinks=[parquet]": ("trigger=never", "sinks=[parquet]"),
+        "sinks=[parquet,tensorboard]": ("trigger=never", "sinks=[parquet,tensorboard]"),
+        "memory_every_s=0 (no sampling)": ("trigger=never", "memory_every_s=0"),
+    }
+    commands = {
+        f"{name} @{n}": (lambda o=o, n=n: rlrec(*o, f"episodes={n}"))
+        for name, o in configs.items()
+        for n in (small, large)
+    }
+    runs = interleaved(commands, args.stats_repeats)
+    slope = {
+        name: (median(runs[f"{name} @{large}"]) - median(runs[f"{name} @{small}"]))
+        / (large - small)
+        * 1e6
+        for name in configs
+    }
+    print(f"\nRandom CartPole, stats only (trigger=never), median of {args.stats_repeats}:")
+    print(f"  {'':34s} {small:>6d} eps  {large:>6d} eps   loop us/episode")
+    for name in configs:
+        a, b = median(runs[f"{name} @{small}"]), median(runs[f"{name} @{large}"])
+        print(f"  {name:34s} {a:7.2f} s  {b:7.2f} s   {slope[name]:7.1f}")
+    extra = slope["sinks=[parquet,tensorboard]"] - slope["sinks=[parquet]"]
+    print(f"  tensorboard adds {extra:.1f} us an episode to the loop (target <= 25 us)")
+    sampled, unsampled = slope["sinks=[parquet]"], slope["memory_every_s=0 (no sampling)"]
+    whole = median(runs[f"sinks=[parquet] @{large}"]) / median(
+        runs[f"memory_every_s=0 (no sampling) @{large}"]
+    )
+    print(
+        f"  memory sampling (1 s): {sampled / unsampled:.4f}x the loop without it, "
+        f"{whole:.4f}x whole process (target <= 1.01x)"
+    )
+    _tracker_parts()
+
+    film = ("trigger=periodic", "trigger.period=250", "episodes=10000")
+    filmed = {
+        "40 films, sinks=[parquet]": lambda: rlrec(*film),
+        "40 films, sinks=[parquet,tensorboard]": lambda: rlrec(
+            *film, "sinks=[parquet,tensorboard]"
+        ),
+    }
+    runs = interleaved(filmed, args.repeats)
+    print(f"\n10,000 episodes, 40 filmed (GIFs for TensorBoard), median of {args.repeats}:")
+    for name in filmed:
+        print(f"  {name:40s} {median(runs[name]):6.2f} s whole process")
+
+
+def _tracker_parts() -> None:
+    """In this process: one memory sample, and the tensorboard sink's work for an episode."""
+    import tempfile
+
+    from rlrec.memory import MemoryMonitor
+    from rlrec.rundir import RunDir
+    from rlrec.sinks.tensorboard import TensorBoardSink
+    from rlrec.sinks.tracker import EpisodeBatch
+
+    monitor = MemoryMonitor(RunDir(tempfile.mkdtemp()), every_s=1.0)
+    start = time.perf_counter()
+    for i in range(2000):
+        monitor.sample(i)
+    sample_us = (time.perf_counter() - start) / 2000 * 1e6
+    print(f"  one memory sample of the process tree: {sample_us:.0f} us (one a second)")
+
+    sink = TensorBoardSink()
+    sink._folder = Path(tempfile.mkdtemp())
+    sink.start(_bench_run(sink._folder), None)
+    rows = [(i, 0.0, 20.0, 20, 0.001, None) for i in range(10_000)]
+    start = time.perf_counter()
+    sink.log_episodes(EpisodeBatch(rows))
+    sink.commit()
+    per = (time.perf_counter() - start) / len(rows) * 1e6
+    print(f"  the tensorboard thread's work: {per:.1f} us an episode (one event of 3-4 values)")
+    sink.finish("complete")
+
+
+def _bench_run(folder: Path):
+    from rlrec.records import RunInfo
+
+    return RunInfo(folder, "CartPole-v1", 0, 0, 10_000, {})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -525,6 +615,7 @@ def main() -> None:
             "training",
             "reliability",
             "parallel",
+            "trackers",
         ],
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs of each filming command")
@@ -546,6 +637,7 @@ def main() -> None:
         "training": training,
         "reliability": reliability,
         "parallel": parallel,
+        "trackers": trackers,
     }
     suites[args.suite](args)
 

@@ -1,4 +1,4 @@
-"""Memory over time: ``_memory.parquet``, ``peak_rss_bytes``, the console, the plot and the report."""
+"""Memory over time: ``_memory.parquet``, ``peak_rss_bytes``, the console, the plot, the report."""
 
 from __future__ import annotations
 

@@ -68,7 +68,8 @@ def test_tensorboard_holds_each_episode_the_config_the_films_and_the_curve(tmp_p
     assert [f.step for f in films] == [0, 5, 10]
     for film in films:
         with Image.open(io.BytesIO(film.encoded_image_string)) as gif:
-            assert gif.format == "GIF" and gif.size == (600, 400) == (film.width, film.height)
+            # scaled to film_width (300) from CartPole's 600x400
+            assert gif.format == "GIF" and gif.size == (300, 200) == (film.width, film.height)
             assert gif.n_frames == expected[film.step]["length"] + 1  # the reset frame too
             assert gif.info["duration"] == 20  # ms a frame: CartPole's 50 fps
     (curve,) = events.Images("learning_curve")
