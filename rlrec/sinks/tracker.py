@@ -172,6 +172,7 @@ class Tracker(Sink):
         self._files.update_tracker(self.name, self._entry)
         self._queue: deque[tuple[str, Any]] = deque()
         self._returns, self._filmed = array("d"), []
+        self._memory: tuple[list[int], list[int]] = ([], [])
         self._videos: set[str] = set()  # a grid video shared by several episodes is logged once
         self._wake = threading.Event()
         self._closing = False
@@ -211,12 +212,15 @@ class Tracker(Sink):
             self._queue.append(("video", (record.episode, self._files.path / record.video)))
 
     def memory(self, sample: MemorySample) -> None:
+        self._memory[0].append(sample.episode)  # for the curve's memory panel
+        self._memory[1].append(sample.rss_bytes)
         if self.failure is None and sample.episode >= self._skip:
             self._queue.append(("memory", sample))
 
     def close(self, summary: dict[str, Any]) -> None:
         """Log what is left, the summary and the curve; wait for the tracker to finish."""
-        curve = (np.frombuffer(self._returns), list(self._filmed))
+        memory = self._memory if len(self._memory[0]) >= 2 else None
+        curve = (np.frombuffer(self._returns), list(self._filmed), memory)
         self._queue.append(("end", (summary, curve)))
         self._closing = True
         self._wake.set()
@@ -282,8 +286,8 @@ class Tracker(Sink):
 
         if samples:
             self.log_memory(samples)
-        returns, filmed = curve
-        png = learning_curve_png(returns, filmed, self.window) if len(returns) else None
+        returns, filmed, memory = curve
+        png = learning_curve_png(returns, filmed, self.window, memory) if len(returns) else None
         self.log_summary(summary, png)
         self._committed(at)
         self.finish(summary.get("status", "failed"))
