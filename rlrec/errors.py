@@ -11,3 +11,7 @@ class ConfigError(Exception):
     def __init__(self, key: str, problem: str, fix: str) -> None:
         self.key, self.problem, self.fix = key, problem, fix
         super().__init__(f"{key}: {problem}. Fix: {fix}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        # rebuilt from its three parts when it crosses a process boundary
+        return type(self), (self.key, self.problem, self.fix)

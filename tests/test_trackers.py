@@ -84,6 +84,7 @@ def test_tensorboard_holds_each_episode_the_config_the_films_and_the_curve(tmp_p
 
 def test_a_sweep_shows_its_jobs_side_by_side_with_their_hparams(tmp_path):
     args = ["sinks=[parquet,tensorboard]", "seed=0,1", "episodes=3", "trigger=never"]
+    args.append("sinks.tensorboard.own_process=true")  # the same from a process of its own
     result = run_cli(args, tmp_path / "sweep", multirun=True)
     assert result.code == 0, result.proc.stderr[-2000:]
     runs = EventMultiplexer()
@@ -99,8 +100,10 @@ def test_a_sweep_shows_its_jobs_side_by_side_with_their_hparams(tmp_path):
     assert jobs["peak_rss_bytes"].dtype == "int64" and (jobs["peak_rss_bytes"] > 2**20).all()
 
 
-def test_a_tracker_that_fails_mid_run_costs_one_warning_not_the_run(tmp_path):
+@pytest.mark.parametrize("own_process", [False, True])
+def test_a_tracker_that_fails_mid_run_costs_one_warning_not_the_run(tmp_path, own_process):
     args = [
+        f"+sinks.flaky.own_process={own_process}",
         "episodes=12",
         "trigger=periodic",
         "trigger.period=4",
@@ -127,8 +130,10 @@ def test_a_tracker_that_fails_mid_run_costs_one_warning_not_the_run(tmp_path):
     assert logged == [0, 1, 2, 3, 4]  # what it took before it went down, once each
 
 
-def test_a_tracker_that_cannot_start_ends_the_run_before_its_first_episode(tmp_path):
+@pytest.mark.parametrize("own_process", [False, True])
+def test_a_tracker_that_cannot_start_ends_the_run_before_its_first_episode(tmp_path, own_process):
     args = [
+        f"+sinks.flaky.own_process={own_process}",
         "+sinks.flaky._target_=tests.trackers.FlakyTracker",
         "+sinks.flaky.start_error=true",
     ]

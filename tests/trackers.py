@@ -14,12 +14,16 @@ LOG = "flaky.jsonl"
 
 
 class FlakyTracker(Tracker):
-    """Raises at episode ``fail_at`` (never with None); ``start_error``: cannot start."""
+    """Raises at episode ``fail_at`` (never with None); ``start_error``: cannot start;
+    ``own_process``: its hooks run in a process of their own."""
 
     name = "flaky"
 
-    def __init__(self, fail_at: int | None = 5, start_error: bool = False) -> None:
+    def __init__(
+        self, fail_at: int | None = 5, start_error: bool = False, own_process: bool = False
+    ) -> None:
         self.fail_at, self.start_error = fail_at, start_error
+        self.runs_in = "process" if own_process else "thread"
 
     def start(self, run: RunInfo, earlier: dict[str, Any] | None) -> dict[str, Any]:
         if self.start_error:

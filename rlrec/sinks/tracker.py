@@ -37,6 +37,7 @@ from rlrec.memory import MemorySample
 from rlrec.records import EpisodeRecord, RunInfo
 from rlrec.rundir import RunDir
 from rlrec.sinks import Sink
+from rlrec.sinks.tracker_process import StartFailed, TrackerProcess
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,10 @@ class Tracker(Sink):
     """
 
     name: ClassVar[str] = "tracker"
+    #: Where the hooks run: ``"thread"``, a thread of the run's process (their work holds the
+    #: GIL, so it is taken out of the loop's time), or ``"process"``, a process of the tracker's
+    #: own (the loop never waits for them, for the process's memory; the tracker is pickled).
+    runs_in: str = "thread"
     #: Seconds between two batches; the last batch is logged when the run ends.
     interval_s: ClassVar[float] = 1.0
     #: How long the run waits at its end for the tracker to finish logging.
@@ -152,20 +157,22 @@ class Tracker(Sink):
     def finish(self, status: str) -> None:
         """End the tracker run (``status``: complete, interrupted or failed)."""
 
-    # -- the sink -----------------------------------------------------------------------------
+    # -- the sink (in the run's thread) -------------------------------------------------------
     def open(self, run: RunInfo) -> None:
         self._run, self._files = run, RunDir(run.run_dir)
         earlier = self._files.read_trackers().get(self.name)
         #: Episodes this tracker logged before a resume: never logged twice.
         self._skip = int(earlier.get("logged", 0)) if earlier else 0
+        self._remote = TrackerProcess(self) if self.runs_in == "process" else None
         try:
-            entry = self.start(run, earlier)
+            entry = self._remote.start(run, earlier) if self._remote else self.start(run, earlier)
         except ConfigError:
             raise
         except Exception as err:
+            words = str(err) if isinstance(err, StartFailed) else f"{type(err).__name__}: {err}"
             raise ConfigError(
                 f"sinks.{self.name}",
-                f"could not start ({type(err).__name__}: {err})",
+                f"could not start ({' '.join(words.split())})",
                 f"check the sinks.{self.name} settings, or leave {self.name} out of sinks",
             ) from None
         self._entry = {**entry, "logged": self._skip}
@@ -176,7 +183,6 @@ class Tracker(Sink):
         self._videos: set[str] = set()  # a grid video shared by several episodes is logged once
         self._wake = threading.Event()
         self._closing = False
-        self._batch: EpisodeBatch | None = None  # the batch being logged
         if earlier is None:
             self._queue.append(("config", flatten(run.config)))
         self._thread = threading.Thread(target=self._work, name=f"rlrec-{self.name}", daemon=True)
@@ -215,7 +221,7 @@ class Tracker(Sink):
         self._memory[0].append(sample.episode)  # for the curve's memory panel
         self._memory[1].append(sample.rss_bytes)
         if self.failure is None and sample.episode >= self._skip:
-            self._queue.append(("memory", sample))
+            self._queue.append(("memory", tuple(sample)))
 
     def close(self, summary: dict[str, Any]) -> None:
         """Log what is left, the summary and the curve; wait for the tracker to finish."""
@@ -226,9 +232,11 @@ class Tracker(Sink):
         self._wake.set()
         self._thread.join(self.close_timeout_s)
         if self._thread.is_alive():
-            self._fail(None, TimeoutError(f"still logging after {self.close_timeout_s:.0f} s"))
+            self._fail({"episode": None, "error": f"still logging after {self.close_timeout_s} s"})
+        if self._remote is not None:
+            self._remote.stop()
 
-    # -- the background thread ----------------------------------------------------------------
+    # -- the background thread: hands what has gathered to the hooks --------------------------
     def _work(self) -> None:
         while not self._closing:
             self._wake.wait(self.interval_s)
@@ -236,80 +244,99 @@ class Tracker(Sink):
         self._drain()
 
     def _drain(self) -> None:
-        """Log everything queued so far, a run of consecutive episodes as one batch."""
-        queue, rows, samples = self._queue, [], []
-        at: int | None = None  # the episode being logged, for the failure's record
+        queue = self._queue
+        items = [queue.popleft() for _ in range(len(queue))]
+        if not items or self.failure is not None:
+            return
         try:
-            for _ in range(len(queue)):
-                kind, item = queue.popleft()
-                if self.failure is not None:
-                    if kind == "end":  # let the tracker release what it holds, if it can
-                        with contextlib.suppress(Exception):
-                            self.finish(item[0].get("status", "failed"))
-                    continue
+            outcome = self._remote.handle(items) if self._remote else self.handle(items)
+        except (OSError, EOFError) as err:  # the tracker's process is gone
+            first = next((item[0] for kind, item in items if kind == "episode"), None)
+            outcome = {"failure": {"episode": first, "error": f"{type(err).__name__}: {err}"}}
+        if "failure" in outcome:
+            self._fail(outcome["failure"])
+            return
+        entry = self._entry | outcome["commit"]
+        if outcome["last"] is not None:
+            entry["logged"] = max(entry["logged"], outcome["last"] + 1)
+        if entry != self._entry:
+            self._entry = entry
+            self._files.update_tracker(self.name, entry)
+
+    def _fail(self, failure: dict[str, Any]) -> None:
+        if self.failure is not None:
+            return
+        self.failure = failure
+        episode = failure["episode"]
+        where = f"at episode {episode}" if episode is not None else "at the end of the run"
+        log.warning(
+            "the %s tracker failed %s (%s); the run goes on without it",
+            self.name,
+            where,
+            failure["error"],
+        )
+
+    # -- where the hooks run (this process's thread, or the tracker's own process) -------------
+    def handle(self, items: list[tuple[str, Any]]) -> dict[str, Any]:
+        """Hand ``items`` to the hooks in order, a run of consecutive episodes as one batch, and
+        commit. Returns ``{"last": the last episode logged, "commit": commit()'s entries}``, or
+        ``{"failure": {"episode", "error"}}`` (after which nothing more is logged)."""
+        if getattr(self, "_failed", False):
+            self._finish_quietly(items)
+            return {"last": None, "commit": {}}
+        rows: list[tuple[Any, ...]] = []
+        samples: list[MemorySample] = []
+        at, batch = None, None
+        try:
+            for kind, item in items:
                 if kind == "episode":
                     rows.append(item)
                     at = item[0]
                     continue
                 if kind == "memory":
-                    samples.append(item)
+                    samples.append(MemorySample(*item))
                     continue
                 if rows:
-                    self._log_episodes(rows)
-                    rows = []
+                    batch = EpisodeBatch(rows)
+                    self.log_episodes(batch)
+                    rows, batch = [], None
                 if kind == "video":
                     at = item[0]
                     self.log_video(*item)
                 elif kind == "config":
                     self.log_config(item)
-                elif kind == "end":
-                    self._end(*item, samples, at)
-                    return
-            if self.failure is None and (rows or samples):
-                if rows:
-                    self._log_episodes(rows)
-                if samples:
-                    self.log_memory(samples)
-                self._committed(at)
+            if rows:
+                batch = EpisodeBatch(rows)
+                self.log_episodes(batch)
+                batch = None
+            if samples:
+                self.log_memory(samples)
+            ends = [item for kind, item in items if kind == "end"]
+            commit = self._end(*ends[0]) if ends else self.commit()
+            return {"last": at, "commit": commit or {}}
         except Exception as err:
-            self._fail(self._batch.current if self._batch is not None else at, err)
+            self._failed = True
+            self._finish_quietly(items)
+            error = f"{type(err).__name__}: {' '.join(str(err).split())}"
+            return {"failure": {"episode": batch.current if batch else at, "error": error}}
 
-    def _log_episodes(self, rows: list[tuple[Any, ...]]) -> None:
-        self._batch = EpisodeBatch(rows)
-        self.log_episodes(self._batch)
-        self._batch = None
-
-    def _end(
-        self, summary: dict[str, Any], curve: Any, samples: list[MemorySample], at: int | None
-    ) -> None:
+    def _end(self, summary: dict[str, Any], curve: Any) -> dict[str, Any] | None:
+        """The summary and the curve, a last commit, and the end of the tracker run."""
         from rlrec.plots import learning_curve_png
 
-        if samples:
-            self.log_memory(samples)
         returns, filmed, memory = curve
         png = learning_curve_png(returns, filmed, self.window, memory) if len(returns) else None
         self.log_summary(summary, png)
-        self._committed(at)
+        commit = self.commit()
         self.finish(summary.get("status", "failed"))
+        return commit
 
-    def _committed(self, last: int | None) -> None:
-        """What was logged is durable; count it in ``trackers.json``."""
-        entry = self._entry | (self.commit() or {})
-        if last is not None:
-            entry["logged"] = max(entry["logged"], last + 1)
-        if entry != self._entry:
-            self._entry = entry
-            self._files.update_tracker(self.name, entry)
-
-    def _fail(self, episode: int | None, err: BaseException) -> None:
-        if self.failure is not None:
-            return
-        error = f"{type(err).__name__}: {' '.join(str(err).split())}"
-        self.failure = {"episode": episode, "error": error}
-        where = f"at episode {episode}" if episode is not None else "at the end of the run"
-        log.warning(
-            "the %s tracker failed %s (%s); the run goes on without it", self.name, where, error
-        )
+    def _finish_quietly(self, items: list[tuple[str, Any]]) -> None:
+        """A failed tracker still gets to release what it holds at the end, if it can."""
+        for kind, item in items:
+            if kind == "end":
+                with contextlib.suppress(Exception):
+                    self.finish(item[0].get("status", "failed"))
 
 
 __all__ = ["METRICS", "EpisodeBatch", "Tracker", "flatten", "require"]
