@@ -6,6 +6,7 @@ matplotlib's object interface (no pyplot), imported only when a plot is drawn.
 from __future__ import annotations
 
 import io
+from array import array
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,25 @@ from rlrec.rundir import atomic_path
 
 #: A run's memory as drawn: the episodes finished at each sample, and the bytes resident.
 Memory = tuple[Sequence[int], Sequence[int]]
+
+
+class CurveData:
+    """What a run's learning curve is drawn from, kept as episodes finish: every return (8 bytes
+    an episode) and the filmed episodes."""
+
+    def __init__(self) -> None:
+        self._returns = array("d")
+        self.filmed: list[int] = []
+
+    def add(self, record: Any) -> None:
+        """One finished episode (an ``EpisodeRecord``)."""
+        self._returns.append(record.episode_return)
+        if record.video is not None:
+            self.filmed.append(record.episode)
+
+    @property
+    def returns(self) -> np.ndarray:
+        return np.frombuffer(self._returns)
 
 
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:

@@ -543,22 +543,27 @@ def trackers(args: argparse.Namespace) -> None:
         return ["env", f"PYTHONPATH={SCRIPTS}", *cmd]
 
     runs = interleaved({name: (lambda n=name: clocked(n)) for name in configs}, args.stats_repeats)
-    per_episode = {}
+    per_episode, spread = {}, {}
     for name, files in loops.items():
         spans = [json.loads(Path(f).read_text()) for f in files]
-        per_episode[name] = statistics.median(s["loop_s"] / s["episodes"] for s in spans) * 1e6
+        each = [s["loop_s"] / s["episodes"] * 1e6 for s in spans]
+        per_episode[name], spread[name] = statistics.median(each), (min(each), max(each))
     print(
         f"\n{episodes:,} random CartPole episodes, stats only (trigger=never), "
         f"median of {args.stats_repeats}:"
     )
-    print(f"  {'':36s} whole process   loop, us an episode")
+    print(f"  {'':36s} whole process   loop, us an episode (min-max)")
     for name in configs:
-        print(f"  {name:36s} {median(runs[name]):9.2f} s   {per_episode[name]:9.1f}")
+        low, high = spread[name]
+        print(
+            f"  {name:36s} {median(runs[name]):9.2f} s   {per_episode[name]:9.1f} "
+            f"({low:.0f}-{high:.0f})"
+        )
     for name in ("sinks=[parquet,tensorboard]", "... own_process=true"):
         extra = per_episode[name] - per_episode["sinks=[parquet]"]
         print(f"  {name} adds {extra:.1f} us an episode to the loop (target <= 25 us)")
     ratio = per_episode["sinks=[parquet]"] / per_episode["sinks=[parquet] memory_every_s=0"]
-    print(f"  memory sampling on / off: {ratio:.3f}x the loop (noise: a few per cent either way)")
+    print(f"  memory sampling on / off: {ratio:.3f}x the loop (within the spread above)")
     _memory_share(per_episode["sinks=[parquet]"])
     _tensorboard_work()
 

@@ -3,12 +3,10 @@ the run's memory over time."""
 
 from __future__ import annotations
 
-from array import array
 from typing import Any
 
-import numpy as np
-
 from rlrec.config import check_number
+from rlrec.plots import CurveData
 from rlrec.records import EpisodeRecord, RunInfo
 from rlrec.rundir import RunDir
 from rlrec.sinks import Sink
@@ -23,27 +21,24 @@ class PlotSink(Sink):
 
     def open(self, run: RunInfo) -> None:
         self._run = run
-        self._returns = array("d")
-        self._filmed: list[int] = []
+        self._curve = CurveData()
 
     def restore(self, records: list[EpisodeRecord]) -> None:
         """A resumed run's earlier episodes, which the curve shows too."""
         for record in records:
-            self.write(record)
+            self._curve.add(record)
 
     def write(self, record: EpisodeRecord) -> None:
-        self._returns.append(record.episode_return)
-        if record.video is not None:
-            self._filmed.append(record.episode)
+        self._curve.add(record)
 
     def close(self, summary: dict[str, Any]) -> None:
         from rlrec.plots import plot_learning_curve
 
         files = RunDir(self._run.run_dir)
-        if self._returns:
+        if len(self._curve.returns):
             plot_learning_curve(
-                np.frombuffer(self._returns),
-                self._filmed,
+                self._curve.returns,
+                self._curve.filmed,
                 self.window,
                 files.learning_curve,
                 memory=run_memory(files),

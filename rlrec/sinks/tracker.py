@@ -24,16 +24,14 @@ import importlib
 import logging
 import threading
 import time
-from array import array
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
 from rlrec.errors import ConfigError
 from rlrec.memory import MemorySample
+from rlrec.plots import CurveData
 from rlrec.records import EpisodeRecord, RunInfo
 from rlrec.rundir import RunDir
 from rlrec.sinks import Sink
@@ -178,7 +176,7 @@ class Tracker(Sink):
         self._entry = {**entry, "logged": self._skip}
         self._files.update_tracker(self.name, self._entry)
         self._queue: deque[tuple[str, Any]] = deque()
-        self._returns, self._filmed = array("d"), []
+        self._curve = CurveData()
         self._memory: tuple[list[int], list[int]] = ([], [])
         self._videos: set[str] = set()  # a grid video shared by several episodes is logged once
         self._wake = threading.Event()
@@ -195,9 +193,7 @@ class Tracker(Sink):
             self.write(record)
 
     def write(self, record: EpisodeRecord) -> None:
-        self._returns.append(record.episode_return)
-        if record.video is not None:
-            self._filmed.append(record.episode)
+        self._curve.add(record)
         if record.episode < self._skip or self.failure is not None:
             return
         self._queue.append(
@@ -226,7 +222,7 @@ class Tracker(Sink):
     def close(self, summary: dict[str, Any]) -> None:
         """Log what is left, the summary and the curve; wait for the tracker to finish."""
         memory = self._memory if len(self._memory[0]) >= 2 else None
-        curve = (np.frombuffer(self._returns), list(self._filmed), memory)
+        curve = (self._curve.returns, list(self._curve.filmed), memory)
         self._queue.append(("end", (summary, curve)))
         self._closing = True
         self._wake.set()
