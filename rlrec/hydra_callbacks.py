@@ -110,13 +110,27 @@ class SummarizeSweep(Callback):
     def __init__(self, window: int = 100, plot: bool = True) -> None:
         self.window, self.plot = window, plot
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """The trackers' side of the sweep (an MLflow parent run), before its jobs start."""
+        from rlrec.rundir import SweepDir
+        from rlrec.sinks.sweep_trackers import start_sweep
+
+        try:
+            start_sweep(SweepDir(config.hydra.sweep.dir), config.get("sinks"))
+        except Exception as err:  # each job then reports its tracker's problem itself
+            print(
+                f"rlrec: warning: the sweep's tracker run could not start: {err}", file=sys.stderr
+            )
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from rlrec.report import write_sweep_report  # only when a sweep ends
         from rlrec.rundir import SweepDir
+        from rlrec.sinks.sweep_trackers import end_sweep
         from rlrec.sweep import summarize_sweep  # scipy, matplotlib: only when a sweep ends
 
         summary = summarize_sweep(Path(config.hydra.sweep.dir), self.window, self.plot)
         write_sweep_report(SweepDir(summary.dir), summary.jobs, summary.groups, self.window)
+        end_sweep(SweepDir(summary.dir), config.get("sinks"), bool(summary.failed))
         print(summary.markdown)
         if summary.failed:
             print(

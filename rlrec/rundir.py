@@ -291,9 +291,27 @@ class SweepDir:
     MARKDOWN = "summary.md"
     CURVES = "learning_curves.png"
     REPORT = "report.html"
+    MULTIRUN = "multirun.yaml"  # Hydra's record of the sweep, written before its jobs start
+    TRACKERS = RunDir.TRACKERS  # the sweep's own tracker runs (an MLflow parent run)
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+
+    @staticmethod
+    def of(run: RunDir) -> SweepDir | None:
+        """The sweep ``run`` is a job of; None for a single run."""
+        parent = run.path.parent
+        return SweepDir(parent) if (parent / SweepDir.MULTIRUN).exists() else None
+
+    @property
+    def multirun(self) -> Path:
+        return self.path / self.MULTIRUN
+
+    def read_trackers(self) -> dict[str, Any]:
+        return RunDir(self.path).read_trackers()
+
+    def update_tracker(self, name: str, entry: dict[str, Any]) -> None:
+        RunDir(self.path).update_tracker(name, entry)
 
     @property
     def summary(self) -> Path:

@@ -186,7 +186,8 @@ class Runner:
         save the policy, make the timelapse, write the summary and release the objects."""
         o = self.o
         errors = []
-        for sink in sinks:
+        # trackers last: what they upload at the end (episodes.parquet) is complete by then
+        for sink in sorted(sinks, key=lambda sink: isinstance(sink, Tracker)):
             try:
                 sink.close(summary)
             except Exception as err:  # keep closing the others: each holds data of its own

@@ -31,7 +31,7 @@ from rlrec.config import check_number
 from rlrec.memory import MemorySample
 from rlrec.records import RunInfo
 from rlrec.rundir import RunDir, partial_path
-from rlrec.sinks.tracker import EpisodeBatch, Tracker, require
+from rlrec.sinks.tracker import EpisodeBatch, Tracker, require, summary_numbers
 from rlrec.video import Encoder, VideoSettings
 
 #: The hparams plugin's tags (TensorBoard's own names).
@@ -129,11 +129,7 @@ class TensorBoardSink(Tracker):
         from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionEndInfo
 
         step = int(summary.get("n") or 0)
-        numbers = {
-            f"summary/{key}": value
-            for key, value in _numbers(summary)
-            if key not in ("seed", "job", "episodes_planned")
-        }
+        numbers = {f"summary/{key}": value for key, value in summary_numbers(summary)}
         self._scalars(numbers, step)
         if curve_png is not None:
             self._image("learning_curve", curve_png, step, "returns per episode")
@@ -218,14 +214,3 @@ def _cut_to_commit(entry: dict[str, Any]) -> None:
     path = Path(entry["id"]) / entry["file"]
     if path.exists() and path.stat().st_size > entry["bytes"]:
         os.truncate(path, entry["bytes"])
-
-
-def _numbers(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, float]]:
-    """The summary's numbers, nested keys joined with ``_`` (``length_mean``)."""
-    found = []
-    for key, value in summary.items():
-        if isinstance(value, dict):
-            found += _numbers(value, f"{prefix}{key}_")
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            found.append((f"{prefix}{key}", value))
-    return found

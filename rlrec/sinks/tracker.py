@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rlrec.config import is_number
 from rlrec.errors import ConfigError
 from rlrec.memory import MemorySample
 from rlrec.plots import CurveData
@@ -69,6 +70,23 @@ def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+def summary_numbers(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, float]]:
+    """The summary's numbers as metrics, nested keys joined with ``_`` (``length_mean``); the
+    seed, the job and the planned episodes are settings, not results.
+
+    >>> summary_numbers({"mean": 2, "length": {"max": 9}, "seed": 0, "status": "complete"})
+    [('mean', 2.0), ('length_max', 9.0)]
+    """
+    found = []
+    for key, value in summary.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            found += summary_numbers(value, f"{name}_")
+        elif is_number(value) and name not in ("seed", "job", "episodes_planned"):
+            found.append((name, float(value)))
+    return found
 
 
 class EpisodeBatch:
@@ -335,4 +353,4 @@ class Tracker(Sink):
                     self.finish(item[0].get("status", "failed"))
 
 
-__all__ = ["METRICS", "EpisodeBatch", "Tracker", "flatten", "require"]
+__all__ = ["METRICS", "EpisodeBatch", "Tracker", "flatten", "require", "summary_numbers"]

@@ -1,0 +1,198 @@
+"""The mlflow sink against a real MLflow server on 127.0.0.1, read back with ``MlflowClient``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import ROOT, decode, plain_loop, run_cli
+from tests.test_signals import LiveRun
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``mlflow server`` on 127.0.0.1 with a SQLite store and an artifact folder of its own."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.uri = f"http://127.0.0.1:{_free_port()}"
+        port = self.uri.rsplit(":", 1)[1]
+        cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", port]
+        cmd += ["--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}"]
+        cmd += ["--artifacts-destination", str(folder / "artifacts"), "--workers", "1"]
+        env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        self.log = (folder / "server.log").open("w")
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
+                    break
+            except OSError:
+                assert self.proc.poll() is None, (folder / "server.log").read_text()[-2000:]
+                assert time.monotonic() < deadline, "the MLflow server did not start"
+                time.sleep(0.25)
+        self.client = MlflowClient(self.uri)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    running = Server(tmp_path_factory.mktemp("mlflow"))
+    yield running
+    running.stop()
+
+
+def _run_id(run_dir: Path) -> str:
+    return json.loads((run_dir / "trackers.json").read_text())["mlflow"]["id"]
+
+
+def test_a_run_is_an_mlflow_run_with_its_episodes_films_and_summary(server, tmp_path):
+    args = ["sinks=[parquet,mlflow]", f"sinks.mlflow.tracking_uri={server.uri}"]
+    args += ["episodes=12", "trigger=periodic", "trigger.period=5"]
+    result = run_cli(args, tmp_path / "run")
+    assert result.code == 0, result.proc.stderr[-2000:]
+    run = server.client.get_run(_run_id(tmp_path / "run"))
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["env.id"] == "CartPole-v1" and params["episodes"] == "12"
+    assert params["trigger.period"] == "5"
+    tags = run.data.tags
+    assert (tags["env_id"], tags["seed"], tags["job"]) == ("CartPole-v1", "0", "0")
+    assert tags["run_dir"] == str((tmp_path / "run").resolve())
+
+    expected = plain_loop("CartPole-v1", 0, 12)
+    for key, column in (("episode/return", "return"), ("episode/length", "length")):
+        history = sorted(
+            server.client.get_metric_history(run.info.run_id, key), key=lambda m: m.step
+        )
+        assert [m.step for m in history] == list(range(12))
+        assert [m.value for m in history] == [r[column] for r in expected]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert run.data.metrics["summary/mean"] == pytest.approx(summary["mean"])
+    assert run.data.metrics["summary/peak_rss_bytes"] == summary["peak_rss_bytes"]
+
+    films = [a.path for a in server.client.list_artifacts(run.info.run_id, "videos")]
+    assert sorted(films) == [f"videos/eval-episode-{i}.mp4" for i in (0, 10, 5)]
+    local = Path(server.client.download_artifacts(run.info.run_id, "videos", str(tmp_path)))
+    for i in (0, 5, 10):
+        frames, fps, _ = decode(local / f"eval-episode-{i}.mp4")
+        assert (frames, fps) == (expected[i]["length"] + 1, 50)
+    top = {a.path for a in server.client.list_artifacts(run.info.run_id)}
+    assert {"episodes.parquet", "learning_curve.png"} <= top
+    parquet = server.client.download_artifacts(run.info.run_id, "episodes.parquet", str(tmp_path))
+    assert pd.read_parquet(parquet)["return"].tolist() == [r["return"] for r in expected]
+
+
+def test_a_sweep_is_a_parent_run_with_a_child_per_job(server, tmp_path):
+    args = ["sinks=[parquet,mlflow]", f"sinks.mlflow.tracking_uri={server.uri}"]
+    args += ["sinks.mlflow.experiment_name=sweeps", "seed=0,1", "episodes=3", "trigger=never"]
+    result = run_cli(args, tmp_path / "sweep", multirun=True)
+    assert result.code == 0, result.proc.stderr[-2000:]
+    parent_id = json.loads((tmp_path / "sweep" / "trackers.json").read_text())["mlflow"]["id"]
+    parent = server.client.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    artifacts = {a.path for a in server.client.list_artifacts(parent_id)}
+    assert {"groups.parquet", "summary.md"} <= artifacts
+    experiment = server.client.get_experiment_by_name("sweeps")
+    children = server.client.search_runs(
+        [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'"
+    )
+    assert sorted(c.info.run_name for c in children) == ["seed=0", "seed=1"]
+    for child in children:
+        seed = int(child.data.tags["seed"])
+        history = server.client.get_metric_history(child.info.run_id, "episode/return")
+        expected = [r["return"] for r in plain_loop("CartPole-v1", seed, 3)]
+        assert [m.value for m in sorted(history, key=lambda m: m.step)] == expected
+
+
+def test_a_resumed_run_continues_its_mlflow_run_without_repeats(server, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["sinks=[parquet,console,mlflow]", f"sinks.mlflow.tracking_uri={server.uri}"]
+    args += ["episodes=3000", "env.max_episode_steps=60", "trigger=never"]
+    live = LiveRun(run_dir, *args)
+    live.wait_for_episodes(100)
+    deadline = time.monotonic() + 120
+    while not json.loads((run_dir / "trackers.json").read_text())["mlflow"].get("logged"):
+        assert time.monotonic() < deadline and live.proc.poll() is None
+        time.sleep(0.05)
+    live.stop(signal.SIGKILL)
+    live.wait()
+    first_id = _run_id(run_dir)
+    resumed = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), f"resume={run_dir}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _run_id(run_dir) == first_id
+    run = server.client.get_run(first_id)
+    assert run.info.status == "FINISHED"
+    history = server.client.get_metric_history(first_id, "episode/return")
+    assert sorted(m.step for m in history) == list(range(3000))  # each episode once
+
+
+def test_a_server_that_dies_mid_run_costs_a_warning(tmp_path):
+    doomed = Server(tmp_path / "doomed")
+    try:
+        run_dir = tmp_path / "run"
+        args = ["sinks=[parquet,console,mlflow]", f"sinks.mlflow.tracking_uri={doomed.uri}"]
+        args += ["episodes=4000", "env.max_episode_steps=60", "trigger=periodic"]
+        args += ["trigger.period=500"]
+        live = LiveRun(run_dir, *args)
+        live.wait_for_episodes(200)
+        doomed.stop()
+        code = live.wait()
+        output = live.proc.stderr.read()
+    finally:
+        doomed.stop()
+    assert code == 0, output[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["n"] == 4000
+    failure = summary["tracker_failures"]["mlflow"]
+    assert failure["error"] and (failure["episode"] is None or failure["episode"] >= 100)
+    assert len(pd.read_parquet(run_dir / "episodes.parquet")) == 4000
+    assert len(list((run_dir / "videos").glob("eval-episode-*.mp4"))) == 8
+    log = (run_dir / "rlrec.log").read_text()
+    assert log.count("the mlflow tracker failed") == 1
+
+
+def test_an_unreachable_server_ends_the_run_at_once(tmp_path):
+    start = time.monotonic()
+    uri = f"http://127.0.0.1:{_free_port()}"
+    result = run_cli(["sinks=[parquet,mlflow]", f"sinks.mlflow.tracking_uri={uri}"], tmp_path)
+    assert result.code == 2 and time.monotonic() - start < 60
+    lines = result.proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rlrec: error: sinks.mlflow.tracking_uri"), lines
+    assert uri in lines[0] and "Traceback" not in result.proc.stderr
