@@ -9,7 +9,7 @@
     python scripts/bench.py training        # issue 4: experiment=train, five seeds
     python scripts/bench.py reliability     # issue 6: memory of 100,000 vs 10,000 episodes
     python scripts/bench.py parallel        # issue 7: vector envs and worker processes
-    python scripts/bench.py trackers        # issue 14: the tensorboard sink, memory sampling
+    python scripts/bench.py trackers        # issues 14, 15: tracker sinks, memory sampling
     python scripts/bench.py core --against 829b750   # also an older commit, interleaved
 
 ``--against REV`` checks REV out in a temporary git worktree and runs every rlrec command of the
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -515,20 +516,27 @@ def parallel(args: argparse.Namespace) -> None:
 
 
 def trackers(args: argparse.Namespace) -> None:
-    """Issue 14: what the tensorboard sink adds to each episode of the loop, and what sampling
-    memory costs.
+    """Issues 14 and 15: what each tracker sink adds to each episode of the loop, what the MLflow
+    server spends, and what sampling memory costs.
 
     The loop is timed by a sink of the benchmark's own (``bench_sinks.LoopClock``) from the first
     finished episode to the last: import, start and the final flush fall outside, as the issue
     asks. Whole-process times are reported beside.
     """
     episodes = 20_000
+    server = MlflowServer()
+    atexit.register(server.stop)
     configs = {
         "sinks=[parquet]": ("sinks=[parquet]",),
         "sinks=[parquet,tensorboard]": ("sinks=[parquet,tensorboard]",),
         "... own_process=true": (
             "sinks=[parquet,tensorboard]",
             "sinks.tensorboard.own_process=true",
+        ),
+        "sinks=[parquet,wandb] (offline)": ("sinks=[parquet,wandb]", "sinks.wandb.mode=offline"),
+        "sinks=[parquet,mlflow] (local server)": (
+            "sinks=[parquet,mlflow]",
+            f"sinks.mlflow.tracking_uri={server.uri}",
         ),
         "sinks=[parquet] memory_every_s=0": ("sinks=[parquet]", "memory_every_s=0"),
     }
@@ -559,9 +567,12 @@ def trackers(args: argparse.Namespace) -> None:
             f"  {name:36s} {median(runs[name]):9.2f} s   {per_episode[name]:9.1f} "
             f"({low:.0f}-{high:.0f})"
         )
-    for name in ("sinks=[parquet,tensorboard]", "... own_process=true"):
+    for name in list(configs)[1:5]:
         extra = per_episode[name] - per_episode["sinks=[parquet]"]
         print(f"  {name} adds {extra:.1f} us an episode to the loop (target <= 25 us)")
+    cpu = server.cpu_seconds() / args.stats_repeats
+    print(f"  the MLflow server used {cpu:.1f} s of CPU a run ({episodes:,} episodes)")
+    server.stop()
     ratio = per_episode["sinks=[parquet]"] / per_episode["sinks=[parquet] memory_every_s=0"]
     print(f"  memory sampling on / off: {ratio:.3f}x the loop (within the spread above)")
     _memory_share(per_episode["sinks=[parquet]"])
@@ -580,6 +591,61 @@ def trackers(args: argparse.Namespace) -> None:
     )
     for name in filmed:
         print(f"  {name:40s} {median(runs[name]):6.2f} s whole process")
+
+
+class MlflowServer:
+    """``mlflow server`` on 127.0.0.1 (a free port, SQLite, an artifact folder of its own)."""
+
+    def __init__(self) -> None:
+        import socket
+        import urllib.request
+
+        import psutil
+
+        folder = Path(tempfile.mkdtemp(prefix="rlrec-bench-mlflow-"))
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.uri = f"http://127.0.0.1:{port}"
+        cmd = [PY, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
+        cmd += ["--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--workers", "1"]
+        cmd += ["--artifacts-destination", str(folder / "artifacts")]
+        env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise SystemExit("the MLflow server did not start") from None
+                time.sleep(0.25)
+        self._tree = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(True)]
+        self._cpu_at_start = self._cpu()
+
+    def _cpu(self) -> float:
+        total = 0.0
+        for process in self._tree:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except Exception:
+                pass
+        return total
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds the server used since it was ready."""
+        return self._cpu() - self._cpu_at_start
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            for process in reversed(self._tree):
+                with contextlib.suppress(Exception):
+                    process.terminate()
+            self.proc.wait(30)
 
 
 def _memory_share(loop_us: float) -> None:

@@ -61,7 +61,7 @@ def run_record(recs: list[Any]) -> Any:
 
 
 def config(recs: list[Any]) -> dict[str, Any]:
-    """The config as updated over the run (``{key: {"value": ...}}`` in W&B's encoding)."""
+    """The config as updated over the run."""
     found: dict[str, Any] = {}
     for record in recs:
         kind = record.WhichOneof("record_type")

@@ -1,0 +1,109 @@
+"""The wandb sink in offline mode (no network), its run files read back by ``tests/wandb_files``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT, decode, plain_loop, run_cli
+from tests.test_signals import LiveRun
+from tests.wandb_files import config, history, offline_runs, records, run_record
+
+pytestmark = pytest.mark.slow
+
+OFFLINE = ["sinks.wandb.mode=offline"]
+
+
+def test_an_offline_run_holds_each_episode_at_its_step_and_playable_films(tmp_path):
+    args = ["sinks=[parquet,console,wandb]", *OFFLINE, "episodes=12"]
+    args += ["trigger=periodic", "trigger.period=5", "+sinks.wandb.tags=[cartpole]"]
+    result = run_cli(args, tmp_path / "run")
+    assert result.code == 0, result.proc.stderr[-2000:]
+    (path,) = offline_runs(tmp_path / "run")
+    recs = records(path)
+    run = run_record(recs)
+    assert run.run_id == json.loads((tmp_path / "run" / "trackers.json").read_text())["wandb"]["id"]
+    assert list(run.tags) == ["cartpole"] and run.project == "rlrec"
+    settings = config(recs)
+    assert settings["env.id"] == "CartPole-v1" and settings["episodes"] == 12
+
+    rows = history(recs)
+    episodes = [r for r in rows if "episode/return" in r]
+    expected = plain_loop("CartPole-v1", 0, 12)
+    assert [r["episode"] for r in episodes] == list(range(12))
+    assert [r["episode/return"] for r in episodes] == [e["return"] for e in expected]
+    assert [r["episode/length"] for r in episodes] == [e["length"] for e in expected]
+
+    films = [r for r in rows if "film/path" in r]
+    assert [r["episode"] for r in films] == [0, 5, 10]
+    for film in films:
+        assert film["film/_type"] == "video-file" and film["film/path"].endswith(".mp4")
+        frames, fps, _ = decode(path.parent / "files" / film["film/path"])
+        assert (frames, fps) == (expected[film["episode"]]["length"] + 1, 50)
+    assert any("learning_curve/path" in r for r in rows)
+    memory = [r for r in rows if "memory/rss_bytes" in r]
+    assert memory and all(r["memory/rss_bytes"] > 2**20 for r in memory)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["tracker_failures"] == {}
+
+
+def test_a_sweeps_jobs_share_a_group_and_its_summary_has_a_run(tmp_path):
+    args = ["sinks=[parquet,wandb]", *OFFLINE, "seed=0,1", "episodes=3", "trigger=never"]
+    result = run_cli(args, tmp_path / "sweep", multirun=True)
+    assert result.code == 0, result.proc.stderr[-2000:]
+    group = "/".join((tmp_path / "sweep").resolve().parts[-2:])
+    for job in (0, 1):
+        (path,) = offline_runs(tmp_path / "sweep" / str(job))
+        run = run_record(records(path))
+        assert (run.run_group, run.display_name, run.job_type) == (group, f"seed={job}", "run")
+    (path,) = offline_runs(tmp_path / "sweep")
+    recs = records(path)
+    run = run_record(recs)
+    assert (run.run_group, run.job_type) == (group, "sweep")
+    logged = {key for row in history(recs) for key in row}
+    assert {"groups/_type", "learning_curves/_type"} <= logged
+
+
+def test_a_resumed_run_logs_no_episode_twice(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["sinks=[parquet,console,wandb]", *OFFLINE, "episodes=3000"]
+    args += ["env.max_episode_steps=60", "trigger=never"]
+    live = LiveRun(run_dir, *args)
+    live.wait_for_episodes(100)
+    deadline = time.monotonic() + 120
+    while not json.loads((run_dir / "trackers.json").read_text())["wandb"].get("logged"):
+        assert time.monotonic() < deadline and live.proc.poll() is None
+        time.sleep(0.05)
+    live.stop(signal.SIGKILL)
+    live.wait()
+    resumed = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), f"resume={run_dir}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    folders = offline_runs(run_dir)
+    assert len(folders) == 2  # W&B's second offline folder, for the same run id
+    assert len({run_record(records(f)).run_id for f in folders}) == 1
+    logged = [r["episode"] for f in folders for r in history(records(f)) if "episode/return" in r]
+    assert sorted(logged) == list(range(3000))  # every episode, once across the folders
+
+
+def test_online_without_credentials_is_refused_before_the_first_episode(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB")}
+    env |= {"HOME": str(tmp_path), "PYTHONPATH": ""}  # no ~/.netrc of the machine's
+    cmd = [sys.executable, str(ROOT / "run.py"), "sinks=[parquet,wandb]"]
+    cmd += ["sinks.wandb.mode=online", f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rlrec: error: sinks.wandb.mode"), lines
+    assert "wandb login" in lines[0] and "sinks.wandb.mode=offline" in lines[0]
