@@ -22,6 +22,8 @@ import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
+#: How much lower the process's scheduling priority is than the run's.
+NICENESS = 10
 #: Seconds the run waits for the process to exit after the tracker finished.
 EXIT_TIMEOUT_S = 30.0
 
@@ -77,6 +79,9 @@ def main() -> None:
     """The process: take the tracker, then answer each message until the socket closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # the episode loop comes first: where cores are short, the tracker (and the helpers it
+    # starts, W&B's service) catches up when one is free, and at the end
+    os.nice(NICENESS)
     os.dup2(2, 1)  # a library's prints go to stderr, never into the replies
     from rlrec.errors import ConfigError
 
