@@ -112,25 +112,25 @@ class SummarizeSweep(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """The trackers' side of the sweep (an MLflow parent run), before its jobs start."""
+        sinks = config.get("sinks")
+        if sinks is None or "mlflow" not in sinks:
+            return
         from rlrec.rundir import SweepDir
-        from rlrec.sinks.sweep_trackers import start_sweep
+        from rlrec.sinks.mlflow import start_parent
 
         try:
-            start_sweep(SweepDir(config.hydra.sweep.dir), config.get("sinks"))
+            start_parent(SweepDir(config.hydra.sweep.dir), sinks["mlflow"])
         except Exception as err:  # each job then reports its tracker's problem itself
-            print(
-                f"rlrec: warning: the sweep's tracker run could not start: {err}", file=sys.stderr
-            )
+            print(f"rlrec: warning: the sweep's MLflow run could not start: {err}", file=sys.stderr)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from rlrec.report import write_sweep_report  # only when a sweep ends
         from rlrec.rundir import SweepDir
-        from rlrec.sinks.sweep_trackers import end_sweep
         from rlrec.sweep import summarize_sweep  # scipy, matplotlib: only when a sweep ends
 
         summary = summarize_sweep(Path(config.hydra.sweep.dir), self.window, self.plot)
         write_sweep_report(SweepDir(summary.dir), summary.jobs, summary.groups, self.window)
-        end_sweep(SweepDir(summary.dir), config.get("sinks"), bool(summary.failed))
+        _log_sweep_to_trackers(SweepDir(summary.dir), config.get("sinks"), bool(summary.failed))
         print(summary.markdown)
         if summary.failed:
             print(
@@ -139,3 +139,22 @@ class SummarizeSweep(Callback):
                 file=sys.stderr,
             )
             sys.exit(1)
+
+
+def _log_sweep_to_trackers(sweep: Any, sinks: Any, failed: bool) -> None:
+    """The sweep's summary to each tracker its jobs logged to (MLflow's parent run, a W&B run in
+    the sweep's group). A tracker that fails here costs a warning: the sweep's files are written."""
+    for name in ("mlflow", "wandb"):
+        if sinks is None or name not in sinks:
+            continue
+        try:
+            if name == "mlflow":
+                from rlrec.sinks.mlflow import end_parent
+
+                end_parent(sweep, failed)
+            else:
+                from rlrec.sinks.wandb import log_sweep
+
+                log_sweep(sweep, sinks["wandb"])
+        except Exception as err:
+            print(f"rlrec: warning: logging the sweep to {name} failed: {err}", file=sys.stderr)

@@ -100,6 +100,31 @@ def run_cli(
     return CliResult(proc, out_dir)
 
 
+def kill_after_first_commit(run_dir: Path, tracker: str, *overrides: str) -> None:
+    """``python run.py`` in the background, SIGKILLed once ``tracker`` has committed episodes
+    (``trackers.json`` counts some): a run a tracker was in the middle of."""
+    import json
+    import signal
+    import time
+
+    from tests.test_signals import LiveRun
+
+    live = LiveRun(run_dir, *overrides)
+    live.wait_for_episodes(100)
+    deadline = time.monotonic() + 120
+    while not json.loads((run_dir / "trackers.json").read_text())[tracker].get("logged"):
+        assert time.monotonic() < deadline and live.proc.poll() is None, live.proc.stderr.read()
+        time.sleep(0.02)
+    live.stop(signal.SIGKILL)
+    live.wait()
+
+
+def resume_cli(run_dir: Path) -> subprocess.CompletedProcess[str]:
+    """``python run.py resume=<run_dir>``, to completion."""
+    cmd = [sys.executable, str(ROOT / "run.py"), f"resume={run_dir}"]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
 def decode(path: Path) -> tuple[int, float, tuple[int, int]]:
     """Decode a whole video with PyAV: (frames actually decoded, fps, (width, height))."""
     info = probe(path)

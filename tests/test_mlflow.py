@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, decode, plain_loop, run_cli
+from tests.conftest import decode, kill_after_first_commit, plain_loop, resume_cli, run_cli
 from tests.test_signals import LiveRun
 
 pytestmark = pytest.mark.slow
@@ -139,22 +139,9 @@ def test_a_resumed_run_continues_its_mlflow_run_without_repeats(server, tmp_path
     run_dir = tmp_path / "run"
     args = ["sinks=[parquet,console,mlflow]", f"sinks.mlflow.tracking_uri={server.uri}"]
     args += ["episodes=3000", "env.max_episode_steps=60", "trigger=never"]
-    live = LiveRun(run_dir, *args)
-    live.wait_for_episodes(100)
-    deadline = time.monotonic() + 120
-    while not json.loads((run_dir / "trackers.json").read_text())["mlflow"].get("logged"):
-        assert time.monotonic() < deadline and live.proc.poll() is None
-        time.sleep(0.05)
-    live.stop(signal.SIGKILL)
-    live.wait()
+    kill_after_first_commit(run_dir, "mlflow", *args)
     first_id = _run_id(run_dir)
-    resumed = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), f"resume={run_dir}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    resumed = resume_cli(run_dir)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert _run_id(run_dir) == first_id
     run = server.client.get_run(first_id)

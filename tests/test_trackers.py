@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import io
 import json
-import signal
 import struct
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -19,8 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tests.conftest import ROOT, plain_loop, run_cli
-from tests.test_signals import LiveRun
+from tests.conftest import ROOT, kill_after_first_commit, plain_loop, resume_cli, run_cli
 from tests.trackers import LOG
 
 pytestmark = pytest.mark.slow
@@ -171,26 +168,13 @@ def test_a_resumed_run_logs_each_episode_to_tensorboard_once(tmp_path):
         "trigger=never",
         "sinks.parquet.flush_seconds=0.2",
     ]
-    live = LiveRun(run, *args)
-    live.wait_for_episodes(100)
-    deadline = time.monotonic() + 60
-    while not json.loads((run / "trackers.json").read_text())["tensorboard"]["logged"]:
-        assert time.monotonic() < deadline and live.proc.poll() is None
-        time.sleep(0.02)
-    live.stop(signal.SIGKILL)
-    live.wait()
+    kill_after_first_commit(run, "tensorboard", *args)
     before = json.loads((run / "trackers.json").read_text())["tensorboard"]
     # As if the kill had come after the tracker wrote an episode but before it committed it:
     # that episode runs again after the resume and must not be in the files twice.
     with open(run / "tensorboard" / before["file"], "ab") as events_file:
         events_file.write(_event_record(before["logged"], -1.0))
-    resumed = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), f"resume={run}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = resume_cli(run)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 2
     events = _events(run / "tensorboard", purge=False)

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from tests.conftest import ROOT, decode, plain_loop, run_cli
-from tests.test_signals import LiveRun
+from tests.conftest import ROOT, decode, kill_after_first_commit, plain_loop, resume_cli, run_cli
 from tests.wandb_files import config, history, offline_runs, records, run_record
 
 pytestmark = pytest.mark.slow
@@ -74,21 +71,8 @@ def test_a_resumed_run_logs_no_episode_twice(tmp_path):
     run_dir = tmp_path / "run"
     args = ["sinks=[parquet,console,wandb]", *OFFLINE, "episodes=3000"]
     args += ["env.max_episode_steps=60", "trigger=never"]
-    live = LiveRun(run_dir, *args)
-    live.wait_for_episodes(100)
-    deadline = time.monotonic() + 120
-    while not json.loads((run_dir / "trackers.json").read_text())["wandb"].get("logged"):
-        assert time.monotonic() < deadline and live.proc.poll() is None
-        time.sleep(0.05)
-    live.stop(signal.SIGKILL)
-    live.wait()
-    resumed = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), f"resume={run_dir}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    kill_after_first_commit(run_dir, "wandb", *args)
+    resumed = resume_cli(run_dir)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     folders = offline_runs(run_dir)
     assert len(folders) == 2  # W&B's second offline folder, for the same run id

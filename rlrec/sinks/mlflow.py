@@ -135,7 +135,7 @@ class MlflowSink(Tracker):
         numbers = [Metric(f"summary/{k}", v, now, step) for k, v in summary_numbers(summary)]
         self._client.log_batch(self._run_id, metrics=numbers)
         if curve_png is not None:
-            self._client.log_image(self._run_id, _png_image(curve_png), "learning_curve.png")
+            self._client.log_image(self._run_id, _png_image(curve_png), RunDir.LEARNING_CURVE)
         if self._files.episodes.exists():
             self._client.log_artifact(self._run_id, str(self._files.episodes))
 

@@ -1,22 +1,18 @@
-"""A sweep as the trackers show it: its jobs grouped, each named by its overrides, and the sweep's
-summary logged when it ends.
+"""A sweep as the trackers show it: its jobs grouped, each named by its swept overrides.
 
-W&B: the jobs share a ``group`` (the sweep's folder), and the sweep's end logs ``groups.parquet``
-as a table and ``learning_curves.png`` to a run of its own in that group. MLflow: the sweep's
-start makes a parent run (its id in ``<sweep>/trackers.json``), every job is its child, and the
-sweep's end logs ``groups.parquet`` and ``summary.md`` to it and ends it.
+W&B groups the jobs by the sweep (``sweep_group``); MLflow makes them children of the sweep's
+parent run. What each tracker logs when the sweep starts and ends is in its own module
+(``mlflow.start_parent``, ``mlflow.end_parent``, ``wandb.log_sweep``), called by the sweep's
+Hydra callback.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import yaml
 
 from rlrec.rundir import RunDir, SweepDir
-
-log = logging.getLogger(__name__)
 
 
 def job_identity(run: RunDir) -> tuple[str, SweepDir | None]:
@@ -46,30 +42,3 @@ def _yaml(path: Any) -> Any:
 def sweep_group(sweep: SweepDir) -> str:
     """The sweep's name for a tracker: its folder's last two parts (``2026-11-28/10-00-00``)."""
     return "/".join(sweep.path.resolve().parts[-2:])
-
-
-def start_sweep(sweep: SweepDir, sinks: Any) -> None:
-    """Before the jobs: the MLflow parent run, if the jobs log to MLflow."""
-    if sinks is not None and "mlflow" in sinks:
-        from rlrec.sinks.mlflow import start_parent
-
-        start_parent(sweep, sinks["mlflow"])
-
-
-def end_sweep(sweep: SweepDir, sinks: Any, failed: bool) -> None:
-    """After the sweep's summary is written: log it to each tracker the jobs logged to. A tracker
-    that fails here costs a warning: the sweep's own files are written already."""
-    for name in ("mlflow", "wandb"):
-        if sinks is None or name not in sinks:
-            continue
-        try:
-            if name == "mlflow":
-                from rlrec.sinks.mlflow import end_parent
-
-                end_parent(sweep, failed)
-            else:
-                from rlrec.sinks.wandb import log_sweep
-
-                log_sweep(sweep, sinks["wandb"])
-        except Exception as err:
-            log.warning("logging the sweep's summary to %s failed: %s", name, err)
