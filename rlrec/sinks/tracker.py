@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -70,6 +71,18 @@ def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+def _wait_for_exit(pid: int, timeout_s: float = 120.0) -> None:
+    """Wait for a killed run's tracker process (if it is still there) to finish its batch."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if "rlrec.sinks.tracker_process" in " ".join(process.cmdline()):
+            process.wait(timeout_s)
+    except (psutil.Error, psutil.TimeoutExpired):
+        pass
 
 
 def summary_numbers(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, float]]:
@@ -177,11 +190,14 @@ class Tracker(Sink):
     def open(self, run: RunInfo) -> None:
         self._run, self._files = run, RunDir(run.run_dir)
         earlier = self._files.read_trackers().get(self.name)
+        if earlier and earlier.get("pid"):  # a killed run's tracker may still finish a batch
+            _wait_for_exit(earlier["pid"])
+            earlier = self._files.read_trackers().get(self.name)
         #: Episodes this tracker logged before a resume: never logged twice.
         self._skip = int(earlier.get("logged", 0)) if earlier else 0
         self._remote = TrackerProcess(self) if self.runs_in == "process" else None
         try:
-            entry = self._remote.start(run, earlier) if self._remote else self.start(run, earlier)
+            self._remote.begin(run, earlier) if self._remote else self.begin(run, earlier)
         except ConfigError:
             raise
         except Exception as err:
@@ -191,8 +207,6 @@ class Tracker(Sink):
                 f"could not start ({' '.join(words.split())})",
                 f"check the sinks.{self.name} settings, or leave {self.name} out of sinks",
             ) from None
-        self._entry = {**entry, "logged": self._skip}
-        self._files.update_tracker(self.name, self._entry)
         self._queue: deque[tuple[str, Any]] = deque()
         self._curve = CurveData()
         self._memory: tuple[list[int], list[int]] = ([], [])
@@ -269,13 +283,6 @@ class Tracker(Sink):
             outcome = {"failure": {"episode": first, "error": f"{type(err).__name__}: {err}"}}
         if "failure" in outcome:
             self._fail(outcome["failure"])
-            return
-        entry = self._entry | outcome["commit"]
-        if outcome["last"] is not None:
-            entry["logged"] = max(entry["logged"], outcome["last"] + 1)
-        if entry != self._entry:
-            self._entry = entry
-            self._files.update_tracker(self.name, entry)
 
     def _fail(self, failure: dict[str, Any]) -> None:
         if self.failure is not None:
@@ -291,13 +298,32 @@ class Tracker(Sink):
         )
 
     # -- where the hooks run (this process's thread, or the tracker's own process) -------------
+    def begin(self, run: RunInfo, earlier: dict[str, Any] | None) -> None:
+        """Start the tracker and record it in ``trackers.json``. From here on, the process the
+        hooks run in is the one that counts what was logged, after each commit: a run killed
+        while its tracker's process finishes a batch still has that batch counted."""
+        self._files = RunDir(run.run_dir)
+        entry = self.start(run, earlier)
+        skip = int(earlier.get("logged", 0)) if earlier else 0
+        pid = os.getpid() if self.runs_in == "process" else None
+        self._entry = {**entry, "logged": skip, "pid": pid}
+        self._files.update_tracker(self.name, self._entry)
+
+    def _committed(self, last: int | None, commit: dict[str, Any] | None) -> None:
+        entry = self._entry | (commit or {})
+        if last is not None:
+            entry["logged"] = max(entry["logged"], last + 1)
+        if entry != self._entry:
+            self._entry = entry
+            self._files.update_tracker(self.name, entry)
+
     def handle(self, items: list[tuple[str, Any]]) -> dict[str, Any]:
-        """Hand ``items`` to the hooks in order, a run of consecutive episodes as one batch, and
-        commit. Returns ``{"last": the last episode logged, "commit": commit()'s entries}``, or
+        """Hand ``items`` to the hooks in order, a run of consecutive episodes as one batch,
+        commit, and count it in ``trackers.json``. Returns ``{}``, or
         ``{"failure": {"episode", "error"}}`` (after which nothing more is logged)."""
         if getattr(self, "_failed", False):
             self._finish_quietly(items)
-            return {"last": None, "commit": {}}
+            return {}
         rows: list[tuple[Any, ...]] = []
         samples: list[MemorySample] = []
         at, batch = None, None
@@ -326,8 +352,12 @@ class Tracker(Sink):
             if samples:
                 self.log_memory(samples)
             ends = [item for kind, item in items if kind == "end"]
-            commit = self._end(*ends[0]) if ends else self.commit()
-            return {"last": at, "commit": commit or {}}
+            if ends:
+                self._committed(at, self._end(*ends[0]))
+                self._committed(None, {"pid": None})  # finished: nothing to wait for
+            else:
+                self._committed(at, self.commit())
+            return {}
         except Exception as err:
             self._failed = True
             self._finish_quietly(items)

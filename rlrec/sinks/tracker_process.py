@@ -33,7 +33,7 @@ class StartFailed(Exception):
 
 
 class TrackerProcess:
-    """The process that runs ``tracker``'s hooks: ``start``, then ``handle`` per batch."""
+    """The process that runs ``tracker``'s hooks: ``begin``, then ``handle`` per batch."""
 
     def __init__(self, tracker: Any) -> None:
         ours, theirs = socket.socketpair()
@@ -48,14 +48,13 @@ class TrackerProcess:
         self._conn = Connection(ours.detach())
         self._conn.send(tracker)  # as constructed: its settings, nothing opened yet
 
-    def start(self, run: Any, earlier: dict[str, Any] | None) -> dict[str, Any]:
-        """The tracker's ``start`` in the process; its error raised here (a ``ConfigError`` as
+    def begin(self, run: Any, earlier: dict[str, Any] | None) -> None:
+        """The tracker's ``begin`` in the process; its error raised here (a ``ConfigError`` as
         it is, anything else as ``StartFailed`` with the same words)."""
-        reply = self._call(("start", (run, earlier)))
-        if "entry" not in reply:
+        reply = self._call(("begin", (run, earlier)))
+        if "error" in reply or "failed" in reply:
             self.stop()
             raise reply["error"] if "error" in reply else StartFailed(reply["failed"])
-        return reply["entry"]
 
     def handle(self, items: list[tuple[str, Any]]) -> dict[str, Any]:
         """The tracker's ``handle(items)`` in the process."""
@@ -95,9 +94,10 @@ def main() -> None:
             kind, payload = conn.recv()
         except (EOFError, OSError):  # the run closed the socket, or is gone
             return
-        if kind == "start":
+        if kind == "begin":
             try:
-                conn.send({"entry": tracker.start(*payload)})
+                tracker.begin(*payload)
+                conn.send({})
             except ConfigError as err:
                 conn.send({"error": err})
             except Exception as err:  # not every exception pickles: send its words
