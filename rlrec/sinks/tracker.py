@@ -116,9 +116,6 @@ class EpisodeBatch:
         self.metrics: dict[str, list[Any]] = dict(zip(METRICS, columns[2:], strict=True))
         self.current = self.episodes[0]
 
-    def __len__(self) -> int:
-        return len(self.episodes)
-
     def rows(self) -> Iterator[tuple[int, float, dict[str, float]]]:
         """(episode, wall time, {metric: value}) per episode; success as 0/1, left out where
         not measured."""
@@ -138,9 +135,10 @@ class EpisodeBatch:
 class Tracker(Sink):
     """A sink that logs to an experiment tracker from a background thread.
 
-    A subclass names itself (``name``: its key under ``sinks``) and implements ``start`` (in the
-    run's thread, before the first episode) and the ``log_*`` hooks, ``commit`` and ``finish``
-    (all on the background thread, in the order the run produced them).
+    A subclass names itself (``name``: its key under ``sinks``) and implements ``start`` (before
+    the first episode) and the ``log_*`` hooks, ``commit`` and ``finish`` (in the order the run
+    produced them), all where ``runs_in`` says: a background thread of the run's process, or a
+    process of the tracker's own.
     """
 
     name: ClassVar[str] = "tracker"
@@ -155,7 +153,8 @@ class Tracker(Sink):
     #: Episodes in the learning curve's moving average.
     window: ClassVar[int] = 100
 
-    failure: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None  # in the run's process: why the tracker stopped
+    _failed = False  # where the hooks run: they raised, nothing more is logged
 
     # -- what a tracker implements ------------------------------------------------------------
     def start(self, run: RunInfo, earlier: dict[str, Any] | None) -> dict[str, Any]:
@@ -188,7 +187,7 @@ class Tracker(Sink):
 
     # -- the sink (in the run's thread) -------------------------------------------------------
     def open(self, run: RunInfo) -> None:
-        self._run, self._files = run, RunDir(run.run_dir)
+        self._files = RunDir(run.run_dir)
         earlier = self._files.read_trackers().get(self.name)
         if earlier and earlier.get("pid"):  # a killed run's tracker may still finish a batch
             _wait_for_exit(earlier["pid"])
@@ -321,7 +320,7 @@ class Tracker(Sink):
         """Hand ``items`` to the hooks in order, a run of consecutive episodes as one batch,
         commit, and count it in ``trackers.json``. Returns ``{}``, or
         ``{"failure": {"episode", "error"}}`` (after which nothing more is logged)."""
-        if getattr(self, "_failed", False):
+        if self._failed:
             self._finish_quietly(items)
             return {}
         rows: list[tuple[Any, ...]] = []
