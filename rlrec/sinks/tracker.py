@@ -351,11 +351,11 @@ class Tracker(Sink):
             if samples:
                 self.log_memory(samples)
             ends = [item for kind, item in items if kind == "end"]
+            # counted before the end's work: episodes logged stay counted if that fails
+            self._committed(at, self.commit())
             if ends:
-                self._committed(at, self._end(*ends[0]))
+                self._committed(None, self._end(*ends[0]))
                 self._committed(None, {"pid": None})  # finished: nothing to wait for
-            else:
-                self._committed(at, self.commit())
             return {}
         except Exception as err:
             self._failed = True

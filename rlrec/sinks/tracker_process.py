@@ -81,7 +81,11 @@ def main() -> None:
     # the episode loop comes first: where cores are short, the tracker (and the helpers it
     # starts, W&B's service) catches up when one is free, and at the end
     os.nice(NICENESS)
-    os.dup2(2, 1)  # a library's prints go to stderr, never into the replies
+    # a library's prints (MLflow's "View run" line) go nowhere: the run's own stdout may be a
+    # pipe that is gone by now (a killed run), and a print into it would fail the tracker
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
     from rlrec.errors import ConfigError
 
     conn = Connection(int(sys.argv[1]))
