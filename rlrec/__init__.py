@@ -8,12 +8,18 @@ From Python (a notebook, a script)::
     result.run_dir                # where the videos, Parquet and summary.json are
 """
 
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("rlrec")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> str:
+    # looked up on first use: importlib.metadata costs an import 15 ms (the wrappers' budget)
+    if name != "__version__":
+        raise AttributeError(f"module 'rlrec' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rlrec")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
 
 
 def run(*args, **kwargs):

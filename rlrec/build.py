@@ -9,7 +9,9 @@ and each worker process call it alike; a worker differs only in what it is asked
 from __future__ import annotations
 
 import copy
+import functools
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,7 +142,8 @@ def build(cfg: DictConfig, run_dir: Path | str, job: int = 0, worker: int | None
             trigger,
             video,
             run,
-            cfg.env,
+            cfg.env.id,
+            functools.partial(make_env, cfg.env, render=True),
             in_charge=in_charge,
             parallel=parallel,
             worker=worker,
@@ -167,6 +170,47 @@ def build(cfg: DictConfig, run_dir: Path | str, job: int = 0, worker: int | None
             objects.close()
             raise
     return objects
+
+
+def build_for_loop(
+    cfg: DictConfig,
+    run_dir: Path | str,
+    env: gym.Env,
+    trigger: Any,
+    sinks: list[Any],
+    hooks: PolicyHooks,
+    replay_env: Callable[[], gym.Env] | None,
+) -> Objects:
+    """The objects of a run whose loop is the user's (``rlrec.wrappers.Recorder``): ``env`` is
+    theirs and stays out of ``Objects`` (they close it), ``hooks`` are what rlrec does at an
+    episode's start in their place, ``trigger`` and ``sinks`` are built already, and
+    ``replay_env`` rebuilds ``env`` (None where it cannot be rebuilt)."""
+    validate(cfg, own_loop=True)
+    view = TriggerView(trigger)
+    codec = codec_for(cfg.video.codec)
+    preset, crf = cfg.video.get("preset", DEFAULT_PRESET), cfg.video.get("crf")
+    check_quality(codec, preset, crf)
+    renders = Filming.renders(view, in_charge=True, parallel=False)
+    if renders and env.render_mode != "rgb_array":
+        raise ConfigError(
+            "trigger",
+            f"films episodes, and the env renders {env.render_mode!r}, not rgb_array frames",
+            "make the env with gymnasium.make(..., render_mode='rgb_array'), or pass "
+            "trigger='never' for statistics only",
+        )
+    encoder = None
+    if renders:
+        encoder = Encoder()  # a process: it imports its codecs while the user's loop starts
+        encoder.start(codec)
+    video = VideoSettings(
+        codec, video_fps(cfg.video.fps, env.metadata), cfg.video.name_prefix, preset, crf
+    )
+    filming = Filming(view, video, RunDir(run_dir), cfg.env.id, replay_env, encoder=encoder)
+    success = SuccessRule(cfg.get("success_threshold"), cfg.get("success_key"))
+    return Objects(
+        cfg, RunDir(run_dir), 0, None, view, filming, None, hooks, success, StopSignals(()),
+        sinks=[as_sink(sink) for sink in sinks],
+    )  # fmt: skip
 
 
 def _vector_hooks(

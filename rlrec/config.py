@@ -25,11 +25,17 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 MIN_FPS, MAX_FPS = 0.1, 1000
 
 
-def validate(cfg: DictConfig) -> None:
-    """Check the top-level keys before anything is built; groups check their own in constructors."""
+def validate(cfg: DictConfig, own_loop: bool = False) -> None:
+    """Check the top-level keys before anything is built; groups check their own in constructors.
+
+    ``own_loop``: the config of a ``Recorder``, whose loop is the user's: no episode count, and
+    no run seed unless the user gave one.
+    """
     check_keys(cfg)
-    _int_at_least(cfg, "seed", 0, "pass e.g. seed=0")
-    _int_at_least(cfg, "episodes", 1, "pass e.g. episodes=100")
+    if not (own_loop and cfg.get("seed") is None):
+        _int_at_least(cfg, "seed", 0, "pass e.g. seed=0")
+    if not own_loop:
+        _int_at_least(cfg, "episodes", 1, "pass e.g. episodes=100")
     fps = cfg.video.fps
     if fps is not None and (not is_number(fps) or not MIN_FPS <= fps <= MAX_FPS):
         raise ConfigError(

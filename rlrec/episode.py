@@ -63,21 +63,39 @@ class Episode:
     )
 
     def __init__(
-        self, index: int, run_seed: int, hooks: PolicyHooks, *, env_index: int = 0
+        self,
+        index: int,
+        hooks: PolicyHooks,
+        *,
+        seed: int | None,
+        policy_seed: int | None,
+        env_index: int = 0,
     ) -> None:
-        """Start episode ``index`` of a run seeded ``run_seed``: the policy is reset with the
-        episode's policy seed now; the env is to be reset with ``self.seed``."""
-        self.index, self.hooks, self.env_index = index, hooks, env_index
+        """Start episode ``index``, to be reset with ``seed`` (None: the env's own generator goes
+        on); the policy is reset with ``policy_seed`` now (None: not reset)."""
+        self.index, self.hooks, self.env_index, self.seed = index, hooks, env_index, seed
         self._update = hooks.update
-        self.seed = episode_seed(run_seed, index)
         self.digest = ObsDigest()
         self.actions: list[Any] = []
         self.episode_return, self.length = 0.0, 0
         self.writer: VideoWriter | None = None
         self.live = False  # filmed because the trigger chose it before it ran
         self.started = 0.0
-        if hooks.reset is not None:
-            hooks.reset(policy_seed(run_seed, index))
+        if hooks.reset is not None and policy_seed is not None:
+            hooks.reset(policy_seed)
+
+    @classmethod
+    def of_run(
+        cls, index: int, run_seed: int, hooks: PolicyHooks, *, env_index: int = 0
+    ) -> Episode:
+        """Episode ``index`` of a run seeded ``run_seed``, with the contract's seeds."""
+        return cls(
+            index,
+            hooks,
+            seed=episode_seed(run_seed, index),
+            policy_seed=policy_seed(run_seed, index),
+            env_index=env_index,
+        )
 
     def begin(self, obs: Any, writer: VideoWriter | None = None, frame: Any = None) -> None:
         """Take the reset observation (and, when filmed, the reset frame); start the clock."""

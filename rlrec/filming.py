@@ -11,12 +11,11 @@ episode to a temporary file instead (``buffer``), kept or dropped when the trigg
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
-from omegaconf import DictConfig
 
-from rlrec.envs import make_env
 from rlrec.episode import replay
 from rlrec.records import EpisodeRecord
 from rlrec.rundir import RunDir
@@ -34,7 +33,9 @@ class Filming:
 
     ``in_charge`` is false in a worker process: the run's process decides after the episodes (in
     episode order, as a sequential run would) and films by replay, so a worker films only what
-    the trigger picks before an episode runs.
+    the trigger picks before an episode runs. ``replay_env`` builds the env a replay runs on
+    (rendering ``rgb_array``); None where the env cannot be rebuilt, so that a trigger that
+    decides afterwards buffers.
     """
 
     def __init__(
@@ -42,7 +43,8 @@ class Filming:
         trigger: TriggerView,
         video: VideoSettings,
         run: RunDir,
-        env_cfg: DictConfig,
+        env_id: str,
+        replay_env: Callable[[], gym.Env] | None,
         *,
         in_charge: bool = True,
         parallel: bool = False,
@@ -51,12 +53,14 @@ class Filming:
     ) -> None:
         """``encoder``: one already started (``Encoder().start()`` before the env is built, so
         that the encoder process imports its codecs meanwhile), used for slot 0."""
-        self.trigger, self.video, self.run, self._env_cfg = trigger, video, run, env_cfg
+        self.trigger, self.video, self.run = trigger, video, run
+        self._env_id, self._make_replay_env = env_id, replay_env
         self.in_charge, self.parallel = in_charge, parallel
         self._encoders: dict[int, Encoder] = {0: encoder} if encoder is not None else {}
         self._replay_env: gym.Env | None = None
         # buffer from the start, or (auto) from the first episode that does not replay exactly
-        self.buffering = in_charge and trigger.decides_after and trigger.method == "buffer"
+        decides_after = in_charge and trigger.decides_after
+        self.buffering = decides_after and (trigger.method == "buffer" or replay_env is None)
         #: (video, episode, return) of every filmed episode, in order: the timelapse's parts.
         self.filmed: list[tuple[str, int, float]] = []
         tile = f"{video.name_prefix}-tiled" + (f"-worker-{worker}" if worker is not None else "")
@@ -71,11 +75,15 @@ class Filming:
         return trigger.films
 
     # -- live films -----------------------------------------------------------------------------
-    def begins(self, episode: int) -> tuple[VideoWriter | None, bool]:
+    def begins(self, episode: int, replayable: bool = True) -> tuple[VideoWriter | None, bool]:
         """At an episode's start: the writer its frames go to (None if none), and whether the
-        trigger chose it already (else it is buffered, in case the trigger chooses it after)."""
+        trigger chose it already (else it is buffered, in case the trigger chooses it after;
+        always so for an episode that cannot be replayed, reset without a seed)."""
         live = self.trigger.before(episode)
-        buffered = not live and self.buffering and not self.trigger.exhausted
+        buffering = self.buffering or (
+            not replayable and self.in_charge and self.trigger.decides_after
+        )
+        buffered = not live and buffering and not self.trigger.exhausted
         return (self.open(episode) if live or buffered else None), live
 
     def open(self, episode: int, slot: int = 0) -> VideoWriter:
@@ -113,7 +121,7 @@ class Filming:
     def _film_by_replay(self, record: EpisodeRecord) -> None:
         """Film a finished episode by replaying it; keep the film only if it is that episode."""
         if self._replay_env is None:  # a second env: replays never disturb the running one
-            self._replay_env = make_env(self._env_cfg, render=True)
+            self._replay_env = self._make_replay_env()
         writer = self.open(record.episode)
         try:
             digest = replay(self._replay_env, record.seed, record.actions, writer.add)
@@ -130,7 +138,7 @@ class Filming:
         log.warning(
             "episode %d of %s did not replay exactly, so it has no video%s",
             record.episode,
-            self._env_cfg.id,
+            self._env_id,
             "; filming every later episode to a temporary file instead" if fallback else "",
         )
         self.buffering = self.buffering or fallback

@@ -35,7 +35,8 @@ class EpisodeRecord:
     """
 
     episode: int = _column(pa.int64())
-    seed: int = _column(pa.int64())
+    #: None where the env was reset without a seed (a user's loop, a vector env's autoreset).
+    seed: int | None = _column(pa.int64(), nullable=True)
     episode_return: float = _column(pa.float64(), name="return")
     length: int = _column(pa.int64())
     duration_s: float = _column(pa.float64())
@@ -72,7 +73,7 @@ record_values = attrgetter(*(attr for attr, _ in _ATTRS_COLUMNS))
 #: still be told apart.
 RUN_COLUMNS = (
     pa.field("env_id", pa.string(), nullable=False),
-    pa.field("run_seed", pa.int64(), nullable=False),
+    pa.field("run_seed", pa.int64()),  # null: a Recorder without a run seed
     pa.field("job", pa.int64(), nullable=False),
 )
 
@@ -92,9 +93,9 @@ class RunInfo:
 
     run_dir: Path
     env_id: str
-    run_seed: int
+    run_seed: int | None  # None: a Recorder whose loop seeds its own resets
     job: int
-    episodes: int
+    episodes: int | None  # None: a Recorder, whose loop decides when it ends
     config: dict[str, Any]
 
 

@@ -49,9 +49,13 @@ def replay_to_video(
     from rlrec.video import Encoder, VideoSettings, video_fps
 
     run = RunDir(run_dir)
-    if not run.is_run():
+    config = run.read_config()
+    if config is None:
         raise ReplayError(f"{run_dir} is not an rlrec run directory (no recorded config)")
-    cfg = OmegaConf.load(run.hydra_config)
+    rebuild_error = (config.get("recorder") or {}).get("rebuild_error")
+    if rebuild_error:  # a Recorder's env that gymnasium.make cannot build again
+        raise ReplayError(f"the env of {run_dir} cannot be rebuilt to replay it: {rebuild_error}")
+    cfg = OmegaConf.create(config)
     row = _episode_row(run, episode)
     actions = _episode_actions(run, episode)
     chosen = codec_for(codec or cfg.video.codec)

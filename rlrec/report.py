@@ -106,11 +106,11 @@ def write_run_report(
             report.add(row)
     summary = summary if summary is not None else run.read_summary()
     overrides = _overrides(run)
-    config_text = (
-        json.dumps(config, indent=2)
-        if config is not None
-        else (run.hydra_config.read_text() if run.hydra_config.exists() else "")
-    )
+    if config is None and run.hydra_config.exists():
+        config_text = run.hydra_config.read_text()
+    else:  # the sink's, or a Recorder's (in the episodes' metadata)
+        config = config if config is not None else run.read_config()
+        config_text = json.dumps(config, indent=2) if config is not None else ""
     env_id = summary.get("env_id") or (config or {}).get("env", {}).get("id", "")
     title = f"{env_id} · {run.path.name}"
     parts = [

@@ -279,8 +279,27 @@ class RunDir:
         self.write_summary(self.read_summary() | fields)
 
     def is_run(self) -> bool:
-        """Whether Hydra (or ``rlrec.run``) recorded a run here."""
-        return self.hydra_config.exists()
+        """Whether a run was recorded here: by Hydra (``run.py``, ``rlrec.run``), or by a
+        ``Recorder`` (its config is in the episodes' Parquet metadata)."""
+        return self.hydra_config.exists() or self.read_config() is not None
+
+    def read_config(self) -> dict[str, Any] | None:
+        """The run's resolved config: Hydra's record, else the one in the metadata of
+        ``episodes.parquet`` (or of a part, for a stopped run); None if neither exists."""
+        if self.hydra_config.exists():
+            import yaml
+
+            return yaml.safe_load(self.hydra_config.read_text())
+        files = [self.episodes] if self.episodes.exists() else part_files(self.episode_parts)
+        if not files:
+            return None
+        import pyarrow.parquet as pq
+
+        from rlrec.records import CONFIG_METADATA_KEY
+
+        metadata = pq.read_schema(files[0]).metadata or {}
+        config = metadata.get(CONFIG_METADATA_KEY.encode())
+        return json.loads(config) if config is not None else None
 
 
 class SweepDir:

@@ -30,49 +30,78 @@ log = logging.getLogger(__name__)
 
 class Runner:
     """Runs a run's episodes where the objects say (here, a vector env, worker processes) and
-    hands each finished episode, in episode order, to the totals and every sink."""
+    hands each finished episode, in episode order, to the totals and every sink.
+
+    ``run()`` is the whole run. A loop that is not rlrec's (``rlrec.wrappers.Recorder``) uses the
+    three parts it is made of: ``start()``, ``accept(record)`` per finished episode, in order,
+    and ``finish(status)``.
+    """
 
     def __init__(self, objects: Objects) -> None:
         self.o = objects
         self._in_order = InOrder(0)  # where a parallel run's records wait for their turn
         self._memory = MemoryMonitor(objects.run, objects.cfg.get("memory_every_s", 1.0))
         self._finished = 0  # episodes finished, in order
+        self._totals = RunTotals(success_measured=objects.success.measured)
+        self._opened: list[Sink] = []
+        self._started = 0.0
 
     def run(self) -> dict[str, Any]:
         """Run every episode, feed every sink, write ``summary.json``; return the summary."""
         o = self.o
         reseed_globals(o.seed)
-        config = OmegaConf.to_container(o.cfg, resolve=True)
-        run = RunInfo(o.run.path, o.cfg.env.id, o.seed, o.job, o.episodes, config)
-        totals = RunTotals(success_measured=o.success.measured)
-        opened: list[Sink] = []
         status = "failed"
-        started = time.perf_counter()
         with o.signals.installed():
             try:
-                point = self._resume(totals) if o.cfg.get("resume") else ResumePoint()
-                for sink in o.sinks:
-                    sink.open(run)
-                    opened.append(sink)
-                    sink.restore(point.kept)  # e.g. the plot's earlier curve
-                self._finished = point.start
-                self._sample_memory(opened)
-                records = self._records(point.start)
+                start = self.start()
+                records = self._records(start)
                 try:
                     for record in records:
-                        self._accept(record, totals, opened)
+                        self.accept(record)
                 finally:
                     records.close()  # stops the workers or the vector env: nothing left running
-                    self._accept_rest(totals, opened)
+                    self._accept_rest()
                 o.signals.check()
                 status = "complete"
             except KeyboardInterrupt:
                 status = "interrupted"
                 raise
             finally:
-                self._sample_memory(opened, final=True)
-                summary = self._summary(status, totals, time.perf_counter() - started)
-                self._close(opened, summary)
+                summary = self.finish(status)
+        return summary
+
+    def start(self) -> int:
+        """Open the sinks (after restoring a resumed run); return the first episode to run."""
+        o = self.o
+        self._started = time.perf_counter()
+        config = OmegaConf.to_container(o.cfg, resolve=True)
+        run = RunInfo(o.run.path, o.cfg.env.id, o.seed, o.job, o.episodes, config)
+        point = self._resume() if o.cfg.get("resume") else ResumePoint()
+        for sink in o.sinks:
+            sink.open(run)
+            self._opened.append(sink)
+            sink.restore(point.kept)  # e.g. the plot's earlier curve
+        self._finished = point.start
+        self._sample_memory()
+        return point.start
+
+    def accept(self, record: EpisodeRecord) -> None:
+        """Count a finished episode and hand it to every sink."""
+        self._totals.add(record)
+        self.o.filming.accepted(record)
+        for sink in self._opened:
+            sink.write(record)
+        self._finished = record.episode + 1
+        self._checkpoint(self._finished)
+        if self._memory.due(time.monotonic()):
+            self._sample_memory()
+
+    def finish(self, status: str) -> dict[str, Any]:
+        """Close the sinks, write ``summary.json`` with ``status``, release the objects; return
+        the summary."""
+        self._sample_memory(final=True)
+        summary = self._summary(status, time.perf_counter() - self._started)
+        self._close(summary)
         return summary
 
     def _records(self, start: int) -> Iterator[EpisodeRecord]:
@@ -102,25 +131,14 @@ class Runner:
             for record in pool.drained if pool is not None else ():
                 self._in_order.add(record)  # finished while the workers stopped: kept
 
-    def _accept(self, record: EpisodeRecord, totals: RunTotals, sinks: list[Sink]) -> None:
-        """Count a finished episode and hand it to every sink."""
-        totals.add(record)
-        self.o.filming.accepted(record)
-        for sink in sinks:
-            sink.write(record)
-        self._finished = record.episode + 1
-        self._checkpoint(self._finished, sinks)
-        if self._memory.due(time.monotonic()):
-            self._sample_memory(sinks)
-
-    def _sample_memory(self, sinks: list[Sink], final: bool = False) -> None:
+    def _sample_memory(self, final: bool = False) -> None:
         """A sample of the run's memory, to ``_memory.parquet`` and to every sink; the last one
         also writes the file, before the sinks close (the plot and the report draw it)."""
         memory = self._memory
         if not memory.enabled:
             return
         sample = memory.sample(self._finished)
-        for sink in sinks:
+        for sink in self._opened:
             try:
                 sink.memory(sample)
             except Exception:
@@ -130,31 +148,31 @@ class Runner:
         if final:
             memory.write()
 
-    def _accept_rest(self, totals: RunTotals, sinks: list[Sink]) -> None:
+    def _accept_rest(self) -> None:
         """After a stop or a crash, the finished episodes still waiting for an earlier one that
         never came: written too, so that every finished episode is readable (a resume runs the
         missing ones)."""
         for record in self._in_order.rest():
             try:
-                self._accept(record, totals, sinks)
+                self.accept(record)
             except Exception:
                 log.exception("could not record episode %d", record.episode)
                 return
 
-    def _checkpoint(self, next_episode: int, sinks: list[Sink]) -> None:
+    def _checkpoint(self, next_episode: int) -> None:
         """Every ``checkpoint_every`` episodes, the learning policy's state, written only after the
         episodes before it are on disk: a resume never finds a checkpoint ahead of the data."""
         o = self.o
         every = o.cfg.get("checkpoint_every")
-        if not every or next_episode % every or next_episode >= o.episodes:
+        if not every or next_episode % every or o.episodes is None or next_episode >= o.episodes:
             return
         if not (o.learns and o.hooks.save is not None and o.hooks.load is not None):
             return
-        for sink in sinks:
+        for sink in self._opened:
             sink.flush()
         o.run.write_checkpoint(next_episode, o.hooks.save)
 
-    def _resume(self, totals: RunTotals) -> ResumePoint:
+    def _resume(self) -> ResumePoint:
         """Continue the run in its folder: restore what it finished and where to start."""
         o = self.o
         point = find_resume_point(o.run, o.learns, o.hooks.load is not None)
@@ -163,16 +181,16 @@ class Runner:
         truncate(o.run, point.start)
         self._memory.restore(point.start)
         for record in point.kept:  # the statistics
-            totals.add(record)
+            self._totals.add(record)
         o.filming.restore(point.kept)  # the trigger's memory, the timelapse's parts
         log.info("resuming %s at episode %d of %d", o.run.path, point.start, o.episodes)
         return point
 
-    def _summary(self, status: str, totals: RunTotals, wall_time: float) -> dict[str, Any]:
+    def _summary(self, status: str, wall_time: float) -> dict[str, Any]:
         o = self.o
         return {
             "status": status,
-            **totals.summary(),
+            **self._totals.summary(),
             "episodes_planned": o.episodes,
             "env_id": o.cfg.env.id,
             "seed": o.seed,
@@ -181,10 +199,10 @@ class Runner:
             "peak_rss_bytes": self._memory.peak if self._memory.enabled else None,
         }
 
-    def _close(self, sinks: list[Sink], summary: dict[str, Any]) -> None:
+    def _close(self, summary: dict[str, Any]) -> None:
         """Close every sink first (finished episodes reach the disk before anything slow), then
         save the policy, make the timelapse, write the summary and release the objects."""
-        o = self.o
+        o, sinks = self.o, self._opened
         errors = []
         # trackers last: what they upload at the end (episodes.parquet) is complete by then
         for sink in sorted(sinks, key=lambda sink: isinstance(sink, Tracker)):

@@ -343,13 +343,26 @@ def summarize_path(path: Path | str, window: int = 100) -> list[SweepSummary]:
     a run directory's own Parquet files to ``episodes.parquet``.
     """
     path = Path(path)
-    if RunDir(path).hydra_overrides.exists():
+    if RunDir(path).is_run():  # a job of a sweep, a single run, or a Recorder's run
         return [_summarize_run(path, window)]
     return [summarize_sweep(sweep.path, window) for sweep in SweepDir.under(path)]
 
 
 def _summarize_run(run_dir: Path, window: int) -> SweepSummary:
     jobs = [job for job in find_jobs(run_dir.parent) if job.dir == run_dir]
+    if not jobs:  # a Recorder's run
+        summary = RunDir(run_dir).read_summary()
+        jobs = [
+            Job(
+                run_dir,
+                summary.get("job", 0),
+                {},
+                summary.get("status", "missing"),
+                summary.get("error"),
+                summary.get("seed"),
+                summary.get("peak_rss_bytes"),
+            )
+        ]
     _attach_returns(jobs)
     keys = sorted(jobs[0].overrides)
     table = _typed_table([_job_row(job, keys, window) for job in jobs], _job_row_names(keys))

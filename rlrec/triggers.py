@@ -15,6 +15,7 @@ from typing import Any
 
 from rlrec.config import check_choice, check_number, is_number
 from rlrec.errors import ConfigError
+from rlrec.schedule import capped_cubic
 
 
 class Trigger:
@@ -74,6 +75,20 @@ class Periodic(Trigger):
 
     def __call__(self, episode: int) -> bool:
         return episode % self.period == 0
+
+
+class CappedCubic(Trigger):
+    """Film episodes 0, 1, 8, 27, ..., 729, then every 1000th: Gymnasium's default schedule (the
+    default of ``rlrec.wrappers.RecordVideo`` and ``Recorder``).
+
+    >>> [e for e in range(100) if CappedCubic()(e)]
+    [0, 1, 8, 27, 64]
+    """
+
+    reason = "capped_cubic"
+
+    def __call__(self, episode: int) -> bool:
+        return capped_cubic(episode)
 
 
 class Never(Trigger):

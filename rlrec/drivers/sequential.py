@@ -19,7 +19,7 @@ def run_sequential(objects: Objects, indices: Iterable[int]) -> Iterator[Episode
 def run_episode(objects: Objects, index: int) -> EpisodeRecord:
     """Run one episode from its contract seeds; film it if the trigger says so."""
     env, filming = objects.env, objects.filming
-    episode = Episode(index, objects.seed, objects.hooks)
+    episode = Episode.of_run(index, objects.seed, objects.hooks)
     obs, info = env.reset(seed=episode.seed)
     writer, live = filming.begins(index)
     try:

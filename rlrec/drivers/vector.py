@@ -145,7 +145,7 @@ class VectorDriver:
             index = next(todo, None)
             if index is None:
                 continue
-            r = Episode(index, self.o.seed, self.o.vec_hooks[i], env_index=i)
+            r = Episode.of_run(index, self.o.seed, self.o.vec_hooks[i], env_index=i)
             r.live = self._films and self.o.trigger.before(index)
             running[i], seeds[i] = r, r.seed
         return seeds
