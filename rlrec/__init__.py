@@ -9,7 +9,6 @@ From Python (a notebook, a script)::
 """
 
 
-
 def __getattr__(name: str) -> str:
     # looked up on first use: importlib.metadata costs an import 15 ms (the wrappers' budget)
     if name != "__version__":
