@@ -210,6 +210,8 @@ def _column(values: list[Any], type_: pa.DataType) -> pa.Array:
         np.cumsum([len(e) for e in encoded], out=offsets[1:])
         buffers = [validity, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
     else:
+        if nulls:  # a null's slot holds 0
+            values = [0 if v is None else v for v in values]
         buffers = [validity, pa.py_buffer(np.asarray(values, _NUMPY_TYPES[type_]))]
     return pa.Array.from_buffers(type_, n, buffers, null_count=nulls)
 
