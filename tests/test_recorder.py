@@ -40,7 +40,7 @@ def _rows(run_dir):
     return pq.read_table(run_dir / "episodes.parquet").to_pylist()
 
 
-def _columns(rows, columns=REPRODUCIBLE + ["video"]):
+def _columns(rows, columns=(*REPRODUCIBLE, "video")):
     return [{c: r[c] for c in columns} for r in rows]
 
 

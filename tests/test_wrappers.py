@@ -57,6 +57,7 @@ def test_statistics_are_those_of_a_plain_loop(env_id, buffer_length):
             action = env.action_space.sample()
             _, reward, terminated, truncated, info = env.step(action)
             _, plain_reward, *_ = plain.step(action)
+            assert reward == plain_reward
             total += plain_reward
             length += 1
             if terminated or truncated:
