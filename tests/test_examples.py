@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -25,8 +26,7 @@ def run_example(name, cwd):
 
 def test_guide_evaluation_with_the_drop_ins(tmp_path):
     out = run_example("guide_evaluate.py", tmp_path)
-    lines = [line.split() for line in out.stdout.splitlines() if line.startswith("Episode ")]
-    lengths = [int(words[2]) for words in lines if words[1].endswith(":")]
+    lengths = [int(n) for n in re.findall(r"^Episode \d+: (\d+) steps", out.stdout, re.M)]
     assert len(lengths) == 4
     for episode, length in enumerate(lengths):
         frames, fps, _ = decode(tmp_path / "cartpole-agent" / f"eval-episode-{episode}.mp4")
