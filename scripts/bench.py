@@ -10,6 +10,7 @@
     python scripts/bench.py reliability     # issue 6: memory of 100,000 vs 10,000 episodes
     python scripts/bench.py parallel        # issue 7: vector envs and worker processes
     python scripts/bench.py trackers        # issues 14, 15: tracker sinks, memory sampling
+    python scripts/bench.py wrappers        # issue 16: the drop-in wrappers and the Recorder
     python scripts/bench.py core --against 829b750   # also an older commit, interleaved
 
 ``--against REV`` checks REV out in a temporary git worktree and runs every rlrec command of the
@@ -648,6 +649,82 @@ class MlflowServer:
             self.proc.wait(30)
 
 
+def wrappers(args: argparse.Namespace) -> None:
+    """Issue 16: the drop-in wrappers against Gymnasium's in the same loop (only the import
+    differs), and the Recorder around the same loop."""
+    out = tempfile.mkdtemp(prefix="wrappers-bench-")
+    rlrec_wrappers = ("--wrappers", "rlrec")
+    guide = ("guide", "--episodes", "10000")
+    stats = {
+        "G gymnasium RecordEpisodeStatistics": lambda: baseline(*guide),
+        "O rlrec RecordEpisodeStatistics": lambda: baseline(*guide, *rlrec_wrappers),
+        "C Recorder, Parquet only": lambda: baseline(
+            "recorder", "--episodes", "10000", "--out", tempfile.mkdtemp(dir=out)
+        ),
+    }
+    runs = interleaved(stats, args.stats_repeats)
+    g, o, c = (median(runs[k]) for k in stats)
+    print(
+        f"\nStats only, the guide's loop, 10,000 random CartPole episodes, whole process "
+        f"(median of {args.stats_repeats}):"
+    )
+    for name in stats:
+        print(f"  {name:38s} {median(runs[name]):6.2f} s")
+    print(f"  O / G = {o / g:.3f}x   (target <= 1.1x)")
+    print(f"  C / G = {c / g:.3f}x   (the whole run directory: seeds, digest, Parquet, report)")
+
+    def film(*extra: str) -> list[str]:
+        return baseline("recordvideo", "--out", tempfile.mkdtemp(dir=out), *extra)
+
+    one = ("--episodes", "1", "--max-steps", "1")
+    recorder = ("recorder", "--trigger", "every", "--episodes", "5", "--max-steps", "500")
+    filming = {
+        "A gymnasium RecordVideo": lambda: film(),
+        "A start-up (1 step)": lambda: film(*one),
+        "B rlrec RecordVideo": lambda: film(*rlrec_wrappers),
+        "B start-up (1 step)": lambda: film(*one, *rlrec_wrappers),
+        "R render only": lambda: baseline("render"),
+        "R start-up (1 step)": lambda: baseline("render", *one),
+    }
+    runs = interleaved(filming, args.repeats)
+    loop = {
+        k[0]: median(runs[k]) - median(runs[f"{k[0]} start-up (1 step)"])
+        for k in runs
+        if "start-up" not in k
+    }
+    print(
+        f"\nFilming 5 CartPole episodes x 500 steps, every episode "
+        f"(median of {args.repeats}, start-up subtracted):"
+    )
+    for name in ("A gymnasium RecordVideo", "B rlrec RecordVideo", "R render only"):
+        print(f"  {name:26s} {loop[name[0]]:7.2f} s   (whole process {median(runs[name]):.2f} s)")
+    print(f"  A / B = {loop['A'] / loop['B']:.2f}x   (target >= 1.8x)")
+    print(f"  B / R = {loop['B'] / loop['R']:.2f}x   (target <= 1.2x of rendering alone)")
+    recorded = interleaved(
+        {"Recorder, every episode": lambda: baseline(*recorder, "--out", tempfile.mkdtemp(dir=out))},
+        args.repeats,
+    )
+    whole = median(recorded["Recorder, every episode"])
+    print(f"  Recorder filming the same (random actions), whole process {whole:.2f} s")
+
+    print("\nMemory, one filmed 5,000-step episode (peak RSS):")
+    long = ("--episodes", "1", "--max-steps", "5000", "--policy", "balance_long")
+    short = ("--episodes", "1", "--max-steps", "500", "--policy", "balance_long")
+    b_short = measure(film(*short, *rlrec_wrappers))
+    b_long = measure(film(*long, *rlrec_wrappers))
+    b_tree = measure(film(*long, *rlrec_wrappers), track_tree=True)
+    print(f"  B rlrec RecordVideo,   500 steps: the loop's process {b_short.peak_mb:6.0f} MB")
+    print(
+        f"  B rlrec RecordVideo, 5,000 steps: the loop's process {b_long.peak_mb:6.0f} MB "
+        f"(target < 150 MB); with the encoder {b_tree.peak_mb:.0f} MB"
+    )
+    if not args.quick:
+        a_long = measure(film(*long))
+        print(f"  A gymnasium RecordVideo, 5,000 steps: {a_long.peak_mb:6.0f} MB")
+        print(f"  A / B = {a_long.peak_mb / b_long.peak_mb:.1f}x the memory")
+    shutil.rmtree(out, ignore_errors=True)
+
+
 def _memory_share(loop_us: float) -> None:
     """What sampling costs, from its parts measured here: the check after every episode, and a
     sample (with the lookups of the process tree it does) once a second."""
@@ -705,6 +782,7 @@ def main() -> None:
             "reliability",
             "parallel",
             "trackers",
+            "wrappers",
         ],
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs of each filming command")
@@ -727,6 +805,7 @@ def main() -> None:
         "reliability": reliability,
         "parallel": parallel,
         "trackers": trackers,
+        "wrappers": wrappers,
     }
     suites[args.suite](args)
 

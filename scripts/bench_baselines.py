@@ -4,10 +4,14 @@
     python scripts/bench_baselines.py render --episodes 5 --max-steps 500
     python scripts/bench_baselines.py guide --episodes 10000
 
-``recordvideo``: Gymnasium's RecordVideo + RecordEpisodeStatistics filming every episode (moviepy).
+``recordvideo``: Gymnasium's RecordVideo + RecordEpisodeStatistics filming every episode (moviepy);
+with ``--wrappers rlrec``, rlrec's drop-ins of the two instead (the same loop, another import).
 ``render``: the same loop calling ``env.render()`` and dropping the frame: the floor for a recorder.
 ``guide``: the "Recording Agents" guide's training loop with RecordEpisodeStatistics (random
-policy, each episode logged), without RecordVideo: what ``trigger=never`` replaces.
+policy, each episode logged), without RecordVideo: what ``trigger=never`` replaces; with
+``--wrappers rlrec``, rlrec's drop-in RecordEpisodeStatistics.
+``recorder``: the guide's loop inside ``rlrec.wrappers.Recorder`` (``--trigger never``: statistics
+to Parquet only; ``--trigger every``: every episode filmed), the contract's seeds (``seed=0``).
 ``vector``: Gymnasium's own vector env (``--num-envs``, ``--vectorization``) stepping random
 actions with its default autoreset until ``--episodes`` episodes have ended: what vectorising
 alone buys, without per-episode seeds or anything recorded.
@@ -27,12 +31,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gymnasium as gym
 import numpy as np
 from bench_policies import balance, balance_long
-from gymnasium.wrappers import RecordEpisodeStatistics, RecordVideo
 
 POLICIES = {"balance": balance, "balance_long": balance_long}
 
 
+def _wrapper(args: argparse.Namespace, name: str) -> type:
+    """The wrapper ``name``, Gymnasium's or rlrec's (imported here: the import is part of what
+    a loop pays)."""
+    import importlib
+
+    module = "rlrec.wrappers" if args.wrappers == "rlrec" else "gymnasium.wrappers"
+    return getattr(importlib.import_module(module), name)
+
+
 def recordvideo(args: argparse.Namespace) -> None:
+    RecordEpisodeStatistics = _wrapper(args, "RecordEpisodeStatistics")
+    RecordVideo = _wrapper(args, "RecordVideo")
     env = gym.make("CartPole-v1", render_mode="rgb_array", max_episode_steps=args.max_steps)
     env = RecordVideo(
         env, video_folder=args.out, name_prefix="eval", episode_trigger=lambda _: True
@@ -70,6 +84,7 @@ def render(args: argparse.Namespace) -> None:
 def guide(args: argparse.Namespace) -> None:
     """The guide's training loop (10,000 episodes, statistics logged per episode) without video."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    RecordEpisodeStatistics = _wrapper(args, "RecordEpisodeStatistics")
     env = RecordEpisodeStatistics(gym.make("CartPole-v1"))
     for episode_num in range(args.episodes):
         if args.contract_seeds:  # what rlrec must do per episode: ss(0, i) and ss(0, i, 1)
@@ -91,6 +106,22 @@ def guide(args: argparse.Namespace) -> None:
             if episode_num % 1000 == 0:
                 recent_rewards = list(env.return_queue)[-100:]
                 print(f"  -> Average over last 100 episodes: {np.mean(recent_rewards):.1f}")
+    env.close()
+
+
+def recorder(args: argparse.Namespace) -> None:
+    """The guide's loop (random actions) inside a Recorder: Parquet rows, and films if asked."""
+    from rlrec.wrappers import Recorder
+
+    render_mode = None if args.trigger == "never" else "rgb_array"
+    env = gym.make("CartPole-v1", render_mode=render_mode, max_episode_steps=args.max_steps)
+    env = Recorder(env, args.out, trigger=args.trigger, sinks=["parquet"], seed=0)
+    for _ in range(args.episodes):
+        env.reset()
+        episode_over = False
+        while not episode_over:
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            episode_over = terminated or truncated
     env.close()
 
 
@@ -124,7 +155,9 @@ def _ss(*keys: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("baseline", choices=["recordvideo", "render", "guide", "vector"])
+    parser.add_argument(
+        "baseline", choices=["recordvideo", "render", "guide", "recorder", "vector"]
+    )
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--max-steps", type=int, default=500)
     parser.add_argument("--policy", choices=sorted(POLICIES), default="balance")
@@ -134,11 +167,21 @@ def main() -> None:
         action="store_true",
         help="guide: reseed each episode as the rlrec contract does",
     )
+    parser.add_argument(
+        "--wrappers", choices=["gymnasium", "rlrec"], default="gymnasium", help="whose wrappers"
+    )
+    parser.add_argument("--trigger", default="never", help="recorder: its trigger")
     parser.add_argument("--env", default="CartPole-v1", help="vector: the env id")
     parser.add_argument("--num-envs", type=int, default=2, help="vector: sub-environments")
     parser.add_argument("--vectorization", default="async", help="vector: sync or async")
     args = parser.parse_args()
-    baselines = {"recordvideo": recordvideo, "render": render, "guide": guide, "vector": vector}
+    baselines = {
+        "recordvideo": recordvideo,
+        "render": render,
+        "guide": guide,
+        "recorder": recorder,
+        "vector": vector,
+    }
     baselines[args.baseline](args)
 
 
