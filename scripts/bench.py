@@ -700,11 +700,11 @@ def wrappers(args: argparse.Namespace) -> None:
         print(f"  {name:26s} {loop[name[0]]:7.2f} s   (whole process {median(runs[name]):.2f} s)")
     print(f"  A / B = {loop['A'] / loop['B']:.2f}x   (target >= 1.8x)")
     print(f"  B / R = {loop['B'] / loop['R']:.2f}x   (target <= 1.2x of rendering alone)")
-    recorded = interleaved(
-        {"Recorder, every episode": lambda: baseline(*recorder, "--out", tempfile.mkdtemp(dir=out))},
-        args.repeats,
-    )
-    whole = median(recorded["Recorder, every episode"])
+    recorded = [
+        measure(baseline(*recorder, "--out", tempfile.mkdtemp(dir=out)))
+        for _ in range(args.repeats)
+    ]
+    whole = median(recorded)
     print(f"  Recorder filming the same (random actions), whole process {whole:.2f} s")
 
     print("\nMemory, one filmed 5,000-step episode (peak RSS):")

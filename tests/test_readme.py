@@ -63,3 +63,15 @@ def test_the_readme_shows_the_shipped_examples_as_they_are(module, name):
 def test_the_readme_seed_example_runs():
     block = next(b for b in _python_blocks() if "def ss(*k)" in b)
     exec(compile(block, "README.md", "exec"), {})
+
+
+@pytest.mark.parametrize(
+    "marker",
+    ["from rlrec.wrappers import RecordEpisodeStatistics", "from rlrec.wrappers import Recorder"],
+)
+def test_the_readme_wrapper_examples_run(tmp_path, monkeypatch, marker):
+    block = next(b for b in _python_blocks() if marker in b)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {})
+    videos = sorted(p.name for p in tmp_path.glob("**/*.mp4"))
+    assert videos == [f"eval-episode-{e}.mp4" for e in range(4)]

@@ -118,6 +118,13 @@ def test_config_in_metadata_actions_and_replay(tmp_path):
         [sys.executable, "scripts/summarize.py", str(tmp_path)], capture_output=True, text=True
     )
     assert summarized.returncode == 0 and "3 episodes" in summarized.stdout
+    (tmp_path / "report.html").unlink()
+    reported = subprocess.run(
+        [sys.executable, "-m", "rlrec.report", str(tmp_path)], capture_output=True, text=True
+    )
+    assert reported.returncode == 0, reported.stderr
+    page = (tmp_path / "report.html").read_text()
+    assert "CartPole-v1" in page and "rebuild_error" in page  # the config it ran with
 
 
 def test_explicit_and_missing_seeds(tmp_path):
