@@ -272,7 +272,6 @@ def test_frames_stream_and_nothing_half_written_stays_after_a_crash(tmp_path):
 
 def test_same_files_and_frames_as_gymnasiums_wrapper(tmp_path):
     """Side by side with Gymnasium's RecordVideo (moviepy): the same files, the same frames."""
-    pytest.importorskip("moviepy", reason="Gymnasium's RecordVideo needs moviepy")
 
     def film(cls, folder):
         env = cls(
