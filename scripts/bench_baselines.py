@@ -10,8 +10,9 @@ with ``--wrappers rlrec``, rlrec's drop-ins of the two instead (the same loop, a
 ``guide``: the "Recording Agents" guide's training loop with RecordEpisodeStatistics (random
 policy, each episode logged), without RecordVideo: what ``trigger=never`` replaces; with
 ``--wrappers rlrec``, rlrec's drop-in RecordEpisodeStatistics.
-``recorder``: the guide's loop inside ``rlrec.wrappers.Recorder`` (``--trigger never``: statistics
-to Parquet only; ``--trigger every``: every episode filmed), the contract's seeds (``seed=0``).
+``recorder``: the guide's loop inside ``rlrec.wrappers.Recorder`` (``--trigger never``: random
+actions, statistics to Parquet only; ``--trigger every``: ``--policy``'s actions, every episode
+filmed), the contract's seeds (``seed=0``).
 ``vector``: Gymnasium's own vector env (``--num-envs``, ``--vectorization``) stepping random
 actions with its default autoreset until ``--episodes`` episodes have ended: what vectorising
 alone buys, without per-episode seeds or anything recorded.
@@ -116,11 +117,17 @@ def recorder(args: argparse.Namespace) -> None:
     render_mode = None if args.trigger == "never" else "rgb_array"
     env = gym.make("CartPole-v1", render_mode=render_mode, max_episode_steps=args.max_steps)
     env = Recorder(env, args.out, trigger=args.trigger, sinks=["parquet"], seed=0)
+    act = POLICIES[args.policy]
+    if args.trigger == "never":  # the guide's random actions
+
+        def act(obs):
+            return env.action_space.sample()
+
     for _ in range(args.episodes):
-        env.reset()
+        obs, _ = env.reset()
         episode_over = False
         while not episode_over:
-            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            obs, _, terminated, truncated, _ = env.step(act(obs))
             episode_over = terminated or truncated
     env.close()
 
