@@ -211,6 +211,12 @@ def test_bad_arguments_name_their_key(tmp_path):
     with pytest.raises(ConfigError, match="rgb_array") as err:
         Recorder(gym.make("CartPole-v1"), tmp_path / "no-frames", trigger="every")
     assert err.value.key == "trigger"
+    done = Recorder(env, tmp_path / "done", "never", sinks=["parquet"], seed=0)
+    user_loop(done, 1)
+    done.close()
+    with pytest.raises(ConfigError, match="holds a recorded run") as err:
+        Recorder(gym.make("CartPole-v1"), tmp_path / "done", "never")
+    assert err.value.key == "run_dir"
 
 
 def test_an_env_without_spec_records_and_says_it_cannot_be_replayed(tmp_path):

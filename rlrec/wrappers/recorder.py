@@ -29,6 +29,7 @@ from rlrec.episode import Episode
 from rlrec.errors import ConfigError
 from rlrec.hydra_callbacks import check_writable, unique_dir
 from rlrec.policies import PolicyHooks
+from rlrec.rundir import RunDir
 from rlrec.runner import Runner
 from rlrec.seeding import episode_seed, policy_seed
 
@@ -90,6 +91,12 @@ class Recorder(gym.Wrapper):
             run_dir = unique_dir(datetime.now().strftime("outputs/%Y-%m-%d/%H-%M-%S"))
         check_writable(str(run_dir), "run_dir")
         self.run_dir = Path(run_dir).absolute()
+        if RunDir(self.run_dir).is_run():  # its rows would mix with this run's
+            raise ConfigError(
+                "run_dir",
+                f"{self.run_dir} holds a recorded run already",
+                "pass a new folder, or run_dir=None for outputs/<date>/<time>",
+            )
         env_node, rebuild_error = _env_node(env)
         cfg = _config(env_node, trigger, video, sinks, seed)
         cfg.success_threshold, cfg.success_key = success_threshold, success_key
