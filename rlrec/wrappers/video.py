@@ -24,7 +24,104 @@ from rlrec.schedule import capped_cubic
 from rlrec.video import Encoder, VideoSettings, VideoWriter, video_fps
 
 
-class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
+class StreamedRecording:
+    """What the plain and the vector ``RecordVideo`` share: the triggers and settings they are
+    given, the encoder process, and the recording under way (its frames streamed, its file
+    renamed into place when it stops)."""
+
+    def _setup(
+        self,
+        env: Any,
+        video_folder: str,
+        episode_trigger: Callable[[int], bool] | None,
+        step_trigger: Callable[[int], bool] | None,
+        video_length: int,
+        name_prefix: str,
+        fps: float | None,
+        disable_logger: bool,
+        gc_trigger: Callable[[int], bool] | None,
+        codec: str,
+        preset: str,
+        crf: int | None,
+    ) -> None:
+        if env.render_mode in {None, "human", "ansi"}:
+            raise ValueError(
+                f"Render mode is {env.render_mode}, which is incompatible with RecordVideo: "
+                "initialize your environment with a render_mode that returns an image, "
+                "such as rgb_array."
+            )
+        if episode_trigger is None and step_trigger is None:
+            episode_trigger = capped_cubic
+        self.episode_trigger = episode_trigger
+        self.step_trigger = step_trigger
+        self.disable_logger = disable_logger
+        self.gc_trigger = gc_trigger
+        self.video_folder = os.path.abspath(video_folder)
+        if os.path.isdir(self.video_folder):
+            logger.warn(
+                f"Overwriting existing videos at {self.video_folder} folder (try specifying a "
+                "different `video_folder` for the `RecordVideo` wrapper if this is not desired)"
+            )
+        os.makedirs(self.video_folder, exist_ok=True)
+        chosen = codec_for(codec)
+        self.frames_per_sec = fps if fps is not None else video_fps(None, env.metadata)
+        self.name_prefix = name_prefix
+        self.video_length: float = video_length if video_length != 0 else float("inf")
+        self._settings = VideoSettings(chosen, self.frames_per_sec, name_prefix, preset, crf)
+        self.recording = False
+        self.step_id = -1
+        self.episode_id = -1
+        self._video_name: str | None = None
+        self._writer: VideoWriter | None = None
+        self._encoder = Encoder()
+        self._encoder.start(chosen)  # imports its codec while the loop starts
+
+    @property
+    def recorded_frames_count(self) -> int:
+        """Frames in the recording under way (0 when not recording)."""
+        return self._writer.frames if self._writer is not None else 0
+
+    def start_recording(self, video_name: str) -> None:
+        """Start recording into ``<video_name>.<ext>``, ending the recording under way first."""
+        if self.recording:
+            self.stop_recording()
+        self.recording = True
+        self._video_name = video_name
+        path = os.path.join(self.video_folder, f"{video_name}.{self._settings.codec.extension}")
+        self._writer = self._encoder.open(Path(path), self._settings)
+
+    def stop_recording(self) -> None:
+        """End the recording: the file is whole under its final name when this returns."""
+        assert self.recording, "stop_recording was called, but no recording was started"
+        writer, self._writer = self._writer, None
+        self.recording = False
+        self._video_name = None
+        if writer is None or writer.frames == 0:
+            logger.warn("Ignored saving a video as there were zero frames to save.")
+            return
+        writer.close()
+
+    def _add(self, frame: np.ndarray) -> None:
+        try:
+            self._writer.add(frame)
+        except BaseException:  # e.g. Ctrl-C: never a half-written file under the final name
+            self._writer.abort()
+            self._writer, self.recording, self._video_name = None, False, None
+            raise
+
+    def _end_recording(self) -> None:
+        """At ``close``: finish the recording under way, stop the encoder."""
+        if self.recording:
+            self.stop_recording()
+        self._encoder.shutdown()
+
+    def __del__(self) -> None:
+        # a half-built wrapper (its __init__ raised) has none of these attributes
+        if getattr(self, "_writer", None) is not None and self._writer.frames:
+            logger.warn("Unable to save last video! Did you call close()?")
+
+
+class RecordVideo(StreamedRecording, gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Films episodes (``episode_trigger``) or stretches of steps (``step_trigger``) of ``env``
     into ``video_folder/<name_prefix>-episode-<N>.mp4`` or ``-step-<N>.mp4``.
 
@@ -78,43 +175,21 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
             crf=crf,
         )
         gym.Wrapper.__init__(self, env)
-        if env.render_mode in {None, "human", "ansi"}:
-            raise ValueError(
-                f"Render mode is {env.render_mode}, which is incompatible with RecordVideo: "
-                "initialize your environment with a render_mode that returns an image, "
-                "such as rgb_array."
-            )
-        if episode_trigger is None and step_trigger is None:
-            episode_trigger = capped_cubic
-        self.episode_trigger = episode_trigger
-        self.step_trigger = step_trigger
-        self.disable_logger = disable_logger
-        self.gc_trigger = gc_trigger
-        self.video_folder = os.path.abspath(video_folder)
-        if os.path.isdir(self.video_folder):
-            logger.warn(
-                f"Overwriting existing videos at {self.video_folder} folder (try specifying a "
-                "different `video_folder` for the `RecordVideo` wrapper if this is not desired)"
-            )
-        os.makedirs(self.video_folder, exist_ok=True)
-        chosen = codec_for(codec)
-        self.frames_per_sec = fps if fps is not None else video_fps(None, self.metadata)
-        self.name_prefix = name_prefix
-        self.video_length: float = video_length if video_length != 0 else float("inf")
-        self._settings = VideoSettings(chosen, self.frames_per_sec, name_prefix, preset, crf)
-        self.recording = False
+        self._setup(
+            env,
+            video_folder,
+            episode_trigger,
+            step_trigger,
+            video_length,
+            name_prefix,
+            fps,
+            disable_logger,
+            gc_trigger,
+            codec,
+            preset,
+            crf,
+        )
         self.render_history: list[np.ndarray] = []  # rgb_array_list frames render() gives back
-        self.step_id = -1
-        self.episode_id = -1
-        self._video_name: str | None = None
-        self._writer: VideoWriter | None = None
-        self._encoder = Encoder()
-        self._encoder.start(chosen)  # imports its codec while the loop starts
-
-    @property
-    def recorded_frames_count(self) -> int:
-        """Frames in the recording under way (0 when not recording)."""
-        return self._writer.frames if self._writer is not None else 0
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -158,29 +233,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def close(self) -> None:
         """Close the env, then finish the recording under way and stop the encoder."""
         super().close()
-        if self.recording:
-            self.stop_recording()
-        self._encoder.shutdown()
-
-    def start_recording(self, video_name: str) -> None:
-        """Start recording into ``<video_name>.<ext>``, ending the recording under way first."""
-        if self.recording:
-            self.stop_recording()
-        self.recording = True
-        self._video_name = video_name
-        path = os.path.join(self.video_folder, f"{video_name}.{self._settings.codec.extension}")
-        self._writer = self._encoder.open(Path(path), self._settings)
-
-    def stop_recording(self) -> None:
-        """End the recording: the file is whole under its final name when this returns."""
-        assert self.recording, "stop_recording was called, but no recording was started"
-        writer, self._writer = self._writer, None
-        self.recording = False
-        self._video_name = None
-        if writer is None or writer.frames == 0:
-            logger.warn("Ignored saving a video as there were zero frames to save.")
-            return
-        writer.close()
+        self._end_recording()
 
     def _capture_frame(self) -> None:
         assert self.recording, "Cannot capture a frame, recording wasn't started."
@@ -202,16 +255,3 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 "Recording stopped: expected type of frame returned by render to be a numpy "
                 f"array, got instead {type(frame)}."
             )
-
-    def _add(self, frame: np.ndarray) -> None:
-        try:
-            self._writer.add(frame)
-        except BaseException:  # e.g. Ctrl-C: never a half-written file under the final name
-            self._writer.abort()
-            self._writer, self.recording, self._video_name = None, False, None
-            raise
-
-    def __del__(self) -> None:
-        # a half-built wrapper (its __init__ raised) has none of these attributes
-        if getattr(self, "_writer", None) is not None and self._writer.frames:
-            logger.warn("Unable to save last video! Did you call close()?")
