@@ -25,7 +25,7 @@ class RecordEpisodeStatistics(gym.Wrapper, gym.utils.RecordConstructorArgs):
     ...     _, _, terminated, truncated, info = env.step(0)
     ...     done = terminated or truncated
     >>> info["episode"]["l"], list(env.length_queue)
-    (10, [10])
+    (11, [11])
     """
 
     def __init__(self, env: gym.Env, buffer_length: int = 100, stats_key: str = "episode"):
