@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -200,6 +201,7 @@ def build_for_loop(
         )
     encoder = None
     if renders:
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # as make_env does for rlrec's envs
         encoder = Encoder()  # a process: it imports its codecs while the user's loop starts
         encoder.start(codec)
     video = VideoSettings(

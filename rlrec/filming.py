@@ -11,6 +11,7 @@ episode to a temporary file instead (``buffer``), kept or dropped when the trigg
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -95,19 +96,35 @@ class Filming:
         path.parent.mkdir(parents=True, exist_ok=True)
         return self._encoder(slot).open(path, self.video)
 
-    def settle(self, record: EpisodeRecord, writer: VideoWriter | None, live: bool) -> None:
+    def open_pending(self, slot: int) -> VideoWriter:
+        """A writer for an episode whose index is not known yet (a vector ``Recorder`` numbers
+        episodes as they end): a dot-prefixed name until ``settle`` gives it the episode's."""
+        return self.open_path(self.run.video(f".pending-{slot}.{self.video.codec.extension}"), slot)
+
+    def settle(
+        self,
+        record: EpisodeRecord,
+        writer: VideoWriter | None,
+        live: bool,
+        filmable: bool = True,
+    ) -> None:
         """An episode has ended: keep, drop or (for a trigger that decides afterwards, when this
-        process is in charge) make its video; set the record's ``video`` and ``video_reason``."""
+        process is in charge) make its video; set the record's ``video`` and ``video_reason``.
+        An episode that is not ``filmable`` (a sub-environment the user films none of) only
+        tells the trigger its return."""
         try:
             chosen = live or (
                 self.in_charge and self.trigger.after(record.episode, record.episode_return)
             )
             if writer is not None and chosen:
-                record.video = self.run.relative(writer.close())
+                path, final = writer.close(), self.run.video(self.video.file_name(record.episode))
+                if path != final:  # opened before the episode's index was known
+                    os.replace(path, final)
+                record.video = self.run.relative(final)
                 record.video_reason = self.trigger.reason
             elif writer is not None:
                 writer.abort()  # filmed in case the trigger chose it; it did not
-            elif chosen:
+            elif chosen and filmable:
                 self._film_by_replay(record)
         except BaseException:
             if writer is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -57,6 +58,26 @@ class VideoSettings:
 def video_fps(fps: float | None, metadata: dict[str, Any]) -> float:
     """``video.fps``, or the env's real-time rate: ``metadata["render_fps"]`` (30 where absent)."""
     return float(fps or metadata.get("render_fps") or 30)
+
+
+def tile(frames: list[np.ndarray | None], grid: np.ndarray | None = None) -> np.ndarray:
+    """One grid frame of the sub-environments' ``frames`` (``ceil(sqrt(n))`` columns; black where
+    a frame is None), written into ``grid`` when given (the previous step's, reused).
+
+    >>> tile([np.ones((2, 3, 3), np.uint8), None, np.ones((2, 3, 3), np.uint8)]).shape
+    (4, 6, 3)
+    """
+    first = next(f for f in frames if f is not None)
+    height, width, channels = first.shape
+    cols = math.ceil(math.sqrt(len(frames)))
+    if grid is None:
+        rows = math.ceil(len(frames) / cols)
+        grid = np.zeros((rows * height, cols * width, channels), first.dtype)
+    for i, frame in enumerate(frames):
+        row, col = divmod(i, cols)
+        cell = grid[row * height : (row + 1) * height, col * width : (col + 1) * width]
+        cell[...] = frame if frame is not None else 0
+    return grid
 
 
 #: Frames the episode may run ahead of the encoder; bounds memory whatever the episode length.

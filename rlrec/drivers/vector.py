@@ -13,7 +13,6 @@ placeholder steps until the others finish: the vector env steps all or none.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -25,6 +24,7 @@ from rlrec.build import Objects
 from rlrec.episode import Episode
 from rlrec.records import EpisodeRecord
 from rlrec.video import VideoWriter
+from rlrec.video import tile as tile_frames
 
 _NO_FRAMES: dict[int, np.ndarray] = {}
 
@@ -209,15 +209,8 @@ class VectorDriver:
         if tile is None:
             tile = self.o.filming.open_path(self.o.filming.tile_path)
         frames = self._frames(list(range(self.n)))
-        height, width, channels = frames[0].shape
-        cols = math.ceil(math.sqrt(self.n))
-        if self._grid is None:
-            rows = math.ceil(self.n / cols)
-            self._grid = np.zeros((rows * height, cols * width, channels), frames[0].dtype)
-        for i, frame in frames.items():
-            row, col = divmod(i, cols)
-            cell = self._grid[row * height : (row + 1) * height, col * width : (col + 1) * width]
-            cell[...] = frame if running[i] is not None else 0
+        shown = [frames[i] if running[i] is not None else None for i in range(self.n)]
+        self._grid = tile_frames(shown, self._grid)
         tile.add(self._grid)
         return tile
 

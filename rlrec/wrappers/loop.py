@@ -95,15 +95,22 @@ class LoopRun:
             raise
 
     def finish(
-        self, slot: int, terminated: bool, truncated: bool, info: dict[str, Any], live: bool
+        self,
+        slot: int,
+        terminated: bool,
+        truncated: bool,
+        info: dict[str, Any],
+        live: bool,
+        filmable: bool = True,
     ) -> EpisodeRecord:
         """The episode in ``slot`` has ended: its record (the film kept if ``live`` or chosen
-        now, else dropped); the caller hands it to ``accept`` in episode order."""
+        now, else dropped; ``filmable``: see ``Filming.settle``); the caller hands it to
+        ``accept`` in episode order."""
         episode, objects = self.running.pop(slot), self.objects
         writer, episode.writer = episode.writer, None
         success = objects.success(episode.episode_return, info)
         record = episode.finish(terminated, truncated, success)
-        objects.filming.settle(record, writer, live)
+        objects.filming.settle(record, writer, live, filmable)
         return record
 
     def accept(self, record: EpisodeRecord) -> None:

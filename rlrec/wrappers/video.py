@@ -50,6 +50,8 @@ class StreamedRecording:
                 "initialize your environment with a render_mode that returns an image, "
                 "such as rgb_array."
             )
+        # pygame-based envs draw off-screen; without a display SDL only complains (the user's wins)
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         if episode_trigger is None and step_trigger is None:
             episode_trigger = capped_cubic
         self.episode_trigger = episode_trigger

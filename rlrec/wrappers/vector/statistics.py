@@ -128,7 +128,7 @@ class RecordEpisodeStatistics(VectorWrapper):
                 "l": np.where(dones, self.episode_lengths, 0),
                 "t": np.where(dones, seconds, 0.0),
             }
-            infos[f"_{key}"] = dones
+            infos[f"_{key}"] = dones.copy()  # not prev_dones itself: a reset_mask clears that
             self.episode_count += int(dones.sum())
             self.time_queue.extend(seconds[dones])
             self.return_queue.extend(self.episode_returns[dones])

@@ -1,0 +1,350 @@
+"""``Recorder`` for Gymnasium vector envs: every sub-environment's episodes, around the user's loop.
+
+Each sub-environment runs an ``Episode`` of the episode core at a time. Where its episodes begin
+depends on the env's autoreset mode: at ``reset`` (every mode; with ``reset_mask`` for some), at
+the step after one ended (``NEXT_STEP``: that step is the sub-environment's reset), or at the
+step that ended one (``SAME_STEP``: the returned observation is already the next episode's; the
+last one is in ``info["final_obs"]``). Episodes are numbered as they end (``episode`` 0 is the
+first to end; several ending at one step in ``env_index`` order) and written in that order.
+
+With ``seed=s`` and ``AutoresetMode.DISABLED`` the Recorder seeds every reset it is asked for
+without a seed: episodes are numbered as they start, episode ``i`` is reset with ``ss(s, i)``,
+and rows are written in index order, so that a policy that does not learn gives the rows of
+``python run.py seed=s env.num_envs=N``. Under the autoreset modes a seed can reach only the
+resets the user calls (the first episode of sub-environment ``j`` gets ``ss(s, j)``); an episode
+an autoreset started has a null ``seed``.
+
+Films: per episode of the sub-environments in ``video["envs"]`` (default ``[0]``; ``"all"``),
+each streamed to an encoder of its own while it runs and kept, under its episode's name, if the
+trigger picks it when it ends (or, numbered as they start, picked before it runs); or
+``video["tile"]``: one grid video of all sub-environments.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
+
+from rlrec.drivers.vector import _sub_info
+from rlrec.episode import Episode
+from rlrec.errors import ConfigError
+from rlrec.records import EpisodeRecord
+from rlrec.runner import InOrder
+from rlrec.seeding import episode_seed
+from rlrec.video import VideoWriter, tile
+from rlrec.wrappers.loop import LoopRun, loop_objects, new_run_dir, no_hooks
+from rlrec.wrappers.vector.statistics import autoreset_mode, reset_mask
+
+
+class Recorder(VectorWrapper):
+    """Record every episode of every sub-environment of ``env`` that the user's loop runs.
+
+    The arguments are those of ``rlrec.wrappers.Recorder``; ``video`` also takes ``envs``
+    (the sub-environments to film: a list of indices, or ``"all"``; default ``[0]``) and
+    ``tile`` (one grid video of all of them). Close it (or use ``with``) to write the summary.
+
+    >>> import tempfile
+    >>> envs = gym.make_vec("CartPole-v1", num_envs=4, vectorization_mode="sync")
+    >>> envs = Recorder(envs, tempfile.mkdtemp(), trigger="never", sinks=["parquet"])
+    >>> _ = envs.reset(seed=1)
+    >>> for _ in range(100):
+    ...     _ = envs.step(envs.action_space.sample())
+    >>> envs.close()
+    >>> envs.summary["n"] >= 4
+    True
+    """
+
+    def __init__(
+        self,
+        env: VectorEnv,
+        run_dir: str | Path | None = None,
+        trigger: Any = "capped_cubic",
+        video: dict[str, Any] | None = None,
+        sinks: list[Any] | None = None,
+        seed: int | None = None,
+        *,
+        success_threshold: float | None = None,
+        success_key: str | None = None,
+        memory_every_s: float = 1.0,
+    ) -> None:
+        VectorWrapper.__init__(self, env)
+        self.run_dir = new_run_dir(run_dir)
+        video = dict(video or {})
+        film_envs = _film_envs(video.pop("envs", [0]), self.num_envs)
+        self.autoreset_mode = autoreset_mode(env)
+        #: Whether episodes are numbered as they start (and seeded by the Recorder).
+        self.numbered_at_start = seed is not None and self.autoreset_mode == AutoresetMode.DISABLED
+        arguments = {
+            "trigger": trigger,
+            "video": video,
+            "sinks": sinks,
+            "seed": seed,
+            "success_threshold": success_threshold,
+            "success_key": success_key,
+            "memory_every_s": memory_every_s,
+        }
+        objects = loop_objects(env, self.run_dir, _env_node(env), arguments, no_hooks(), None)
+        objects.cfg.recorder.video_envs = sorted(film_envs)
+        objects.cfg.recorder.autoreset_mode = self.autoreset_mode.name
+        self._tile = bool(objects.cfg.video.get("tile")) and objects.trigger.films
+        if self._tile and not self.numbered_at_start and objects.trigger.reason != "every":
+            objects.close()
+            raise ConfigError(
+                "video.tile",
+                "the grid is filmed while the episodes run, and episodes numbered as they end "
+                "are chosen only then",
+                "use trigger='every' with video.tile, or seed=<s> with AutoresetMode.DISABLED",
+            )
+        self._film_envs = set() if self._tile or not objects.trigger.films else film_envs
+        self._seed = seed
+        self._run = LoopRun(objects)
+        self._finalizer = self._run.finalize_with(self)
+        self._started = 0  # episodes begun (their index, when numbered at start)
+        self._ended = 0  # episodes ended (their index, when numbered as they end)
+        self._in_order = InOrder(0)
+        self._autoreset_next: np.ndarray | None = None  # NEXT_STEP: these reset at this step
+        self._tile_writer: VideoWriter | None = None
+        self._grid: np.ndarray | None = None
+        base = env.unwrapped
+        self._sub_envs = base.envs if isinstance(base, gym.vector.SyncVectorEnv) else None
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        """The run's summary (``summary.json``) once closed; None before."""
+        return self._run.summary
+
+    def reset(
+        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """Reset all sub-environments (or those of ``options["reset_mask"]``); each begins an
+        episode. An episode reset before it ended is dropped."""
+        mask = reset_mask(options, self.num_envs)
+        slots = list(range(self.num_envs)) if mask is None else np.flatnonzero(mask).tolist()
+        for slot in slots:
+            self._run.drop(slot)
+        seeds = self._reset_seeds(seed, slots)
+        if self._seed is not None and self._started == 0:
+            self.env.action_space.seed(self._seed)  # the loop's samples, reproducible
+        given = None if all(s is None for s in seeds) else seeds
+        obs, info = self.env.reset(seed=given, options=options)
+        self._autoreset_next = None
+        self._begin(slots, obs, seeds)
+        self._film_grid()
+        return obs, info
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Step every sub-environment and record each step in its episode."""
+        obs, rewards, terminations, truncations, infos = self.env.step(actions)
+        dones = terminations | truncations
+        run, mode = self._run, self.autoreset_mode
+        restarted = self._autoreset_next
+        if restarted is not None:  # NEXT_STEP: this step reset the sub-environments that ended
+            self._begin(np.flatnonzero(restarted).tolist(), obs, [None] * self.num_envs)
+        final_obs = infos.get("final_obs") if mode == AutoresetMode.SAME_STEP else None
+        frames = self._frames([s for s, e in run.running.items() if e.writer is not None])
+        for slot, episode in run.running.items():
+            if restarted is not None and restarted[slot]:
+                continue  # its reset, not a step of the episode
+            ended = dones[slot]
+            next_obs = final_obs[slot] if ended and final_obs is not None else obs[slot]
+            episode.actions.append(actions[slot])
+            episode.digest.update(next_obs)
+            episode.episode_return += float(rewards[slot])
+            episode.length += 1
+            if episode.writer is not None and not (ended and final_obs is not None):
+                episode.writer.add(frames[slot])  # same-step: the frame is the next episode's
+        self._film_grid()
+        if dones.any():
+            self._end_episodes(np.flatnonzero(dones).tolist(), terminations, truncations, infos)
+            if mode == AutoresetMode.SAME_STEP:
+                self._begin(np.flatnonzero(dones).tolist(), obs, [None] * self.num_envs)
+        self._autoreset_next = dones if mode == AutoresetMode.NEXT_STEP and dones.any() else None
+        return obs, rewards, terminations, truncations, infos
+
+    def close(self, **kwargs: Any) -> None:
+        """Write the summary (and the report, the trackers' ends), then close the env."""
+        self._end("complete", **kwargs)
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> bool:
+        status = "complete"
+        if exc_type is not None:
+            status = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
+        self._end(status)
+        return False
+
+    # -- inside ---------------------------------------------------------------------------------
+    def _reset_seeds(self, seed: Any, slots: list[int]) -> list[int | None]:
+        """The seed each sub-environment is reset with (None: none, or not reset now)."""
+        n, seeds = self.num_envs, [None] * self.num_envs
+        if isinstance(seed, int):
+            given = [seed + j for j in range(n)]  # Gymnasium's rule for one seed
+        elif seed is not None:
+            given = list(seed)
+        elif self._seed is not None and (self.numbered_at_start or self._started == 0):
+            # the contract's seeds; under autoreset only the first episodes can have them
+            start = self._started
+            given = [None] * n
+            for k, slot in enumerate(slots):
+                given[slot] = episode_seed(self._seed, start + k)
+        else:
+            given = [None] * n
+        for slot in slots:
+            seeds[slot] = given[slot]
+        return seeds
+
+    def _begin(self, slots: Iterable[int], obs: Any, seeds: list[int | None]) -> None:
+        """Begin an episode in each of ``slots`` from its reset observation; open the films
+        (numbered as they start: those the trigger picks, or all in case it picks them after;
+        numbered as they end: all of the filmed sub-environments, named when they end)."""
+        run = self._run
+        filming, trigger, hooks = run.objects.filming, run.objects.trigger, run.objects.hooks
+        started: list[Episode] = []
+        for slot in slots:
+            index = self._started if self.numbered_at_start else -1
+            self._started += 1
+            episode = Episode(index, hooks, seed=seeds[slot], policy_seed=None, env_index=slot)
+            if self.numbered_at_start:
+                episode.live = trigger.films and trigger.before(index)
+            elif self._tile:
+                episode.live = True  # trigger 'every': checked at the start
+            started.append(episode)
+        wanted = [
+            e.env_index
+            for e in started
+            if e.env_index in self._film_envs
+            and not trigger.exhausted
+            and (e.live or trigger.decides_after or not self.numbered_at_start)
+        ]
+        frames = self._frames(wanted)
+        for episode in started:
+            slot, writer = episode.env_index, None
+            if slot in frames:
+                writer = (
+                    filming.open(episode.index, slot=slot)
+                    if self.numbered_at_start
+                    else filming.open_pending(slot)
+                )
+            episode.begin(obs[slot], writer, frames.get(slot))
+            run.running[slot] = episode
+
+    def _end_episodes(
+        self, slots: list[int], terminations: np.ndarray, truncations: np.ndarray, infos: dict
+    ) -> None:
+        """The episodes of ``slots`` ended at this step: records, films, the sinks."""
+        run = self._run
+        objects = run.objects
+        key = objects.success.key
+        final_info = (
+            infos.get("final_info") if self.autoreset_mode == AutoresetMode.SAME_STEP else None
+        )
+        for slot in slots:
+            episode = run.running.get(slot)
+            if episode is None:
+                continue
+            if not self.numbered_at_start:
+                episode.index = self._ended
+            self._ended += 1
+            info = _sub_info(final_info if final_info is not None else infos, slot, key)
+            live = episode.live or (
+                episode.writer is not None and objects.trigger.before(episode.index)
+            )
+            shares_grid = self._tile and episode.live
+            record = run.finish(
+                slot, bool(terminations[slot]), bool(truncations[slot]), info, live,
+                filmable=slot in self._film_envs,
+            )  # fmt: skip
+            if shares_grid:
+                objects.filming.shared(record, objects.filming.tile_path)
+            self._accept(record)
+
+    def _accept(self, record: EpisodeRecord) -> None:
+        """Hand ``record`` to the sinks in index order."""
+        if not self.numbered_at_start:
+            self._run.accept(record)
+            return
+        self._in_order.add(record)
+        for ready in self._in_order.due():
+            self._run.accept(ready)
+
+    def _frames(self, slots: list[int]) -> dict[int, np.ndarray]:
+        """The frames of sub-environments ``slots`` (each rendered alone where the vector env
+        is synchronous; an async one renders all of them in any case)."""
+        if not slots:
+            return {}
+        if self._sub_envs is not None:
+            return {slot: self._sub_envs[slot].render() for slot in slots}
+        frames = self.env.render()
+        return {slot: frames[slot] for slot in slots}
+
+    def _film_grid(self) -> None:
+        """With ``video.tile``: a grid frame of every sub-environment while a filmed episode
+        runs (black where none runs)."""
+        running = self._run.running
+        if not self._tile or not any(e.live for e in running.values()):
+            return
+        if self._tile_writer is None:
+            filming = self._run.objects.filming
+            self._tile_writer = filming.open_path(filming.tile_path)
+        frames = self._frames(list(range(self.num_envs)))
+        shown = [frames[s] if s in running else None for s in range(self.num_envs)]
+        self._grid = tile(shown, self._grid)
+        self._tile_writer.add(self._grid)
+
+    def _end(self, status: str, **kwargs: Any) -> None:
+        self._finalizer.detach()
+        try:
+            if self._tile_writer is not None:
+                self._tile_writer.close()
+            for record in self._in_order.rest():  # after an earlier episode that never ended
+                self._run.accept(record)
+            self._run.end(status)
+        finally:
+            self.env.close(**kwargs)
+
+
+def _film_envs(envs: Any, n: int) -> set[int]:
+    """``video["envs"]``: a list of sub-environment indices, or ``"all"``."""
+    if envs == "all":
+        return set(range(n))
+    if isinstance(envs, int) and not isinstance(envs, bool):
+        envs = [envs]
+    ok = isinstance(envs, list | tuple) and all(
+        isinstance(e, int) and not isinstance(e, bool) and 0 <= e < n for e in envs
+    )
+    if not ok:
+        raise ConfigError(
+            "video.envs",
+            f"must be a list of sub-environment indices below {n}, or 'all'; got {envs!r}",
+            "pass e.g. video={'envs': [0]} or video={'envs': 'all'}",
+        )
+    return set(envs)
+
+
+def _env_node(env: VectorEnv) -> dict[str, Any]:
+    """The ``env`` node of a vector env: its id and keyword arguments from ``env.spec`` (what
+    ``rlrec-replay`` rebuilds one sub-environment from), its size and vectorization."""
+    spec = env.spec
+    vectorization = "async" if isinstance(env.unwrapped, gym.vector.AsyncVectorEnv) else "sync"
+    node = {
+        "id": type(env.unwrapped).__name__,
+        "max_episode_steps": None,
+        "kwargs": {},
+        "wrappers": [],
+        "num_envs": env.num_envs,
+        "vectorization": vectorization,
+    }
+    if spec is not None:
+        skip = ("render_mode", "num_envs", "vectorization_mode", "vector_kwargs", "wrappers")
+        kwargs = {k: v for k, v in spec.kwargs.items() if k not in skip}
+        try:
+            json.dumps(kwargs)
+        except (TypeError, ValueError):
+            kwargs = {}
+        node.update(id=spec.id, max_episode_steps=spec.max_episode_steps, kwargs=kwargs)
+    return node
