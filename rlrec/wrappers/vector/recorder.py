@@ -109,10 +109,8 @@ class Recorder(VectorWrapper):
         self._ended = 0  # episodes ended (their index, when numbered as they end)
         self._in_order = InOrder(0)
         self._autoreset_next: np.ndarray | None = None  # NEXT_STEP: these reset at this step
-        self._tile_writer: VideoWriter | None = None
-        self._grid: np.ndarray | None = None
-        base = env.unwrapped
-        self._sub_envs = base.envs if isinstance(base, gym.vector.SyncVectorEnv) else None
+        self._frames = SubEnvFrames(env)
+        self._grid = GridFilm(objects.filming) if self._tile else None
 
     @property
     def summary(self) -> dict[str, Any] | None:
@@ -128,7 +126,10 @@ class Recorder(VectorWrapper):
         slots = list(range(self.num_envs)) if mask is None else np.flatnonzero(mask).tolist()
         for slot in slots:
             self._run.drop(slot)
-        seeds = self._reset_seeds(seed, slots)
+        # the contract's seeds; under an autoreset mode only the first episodes can have them
+        contract = self.numbered_at_start or self._started == 0
+        run_seed = self._seed if contract else None
+        seeds = _reset_seeds(seed, slots, self.num_envs, run_seed, self._started)
         if self._seed is not None and self._started == 0:
             self.env.action_space.seed(self._seed)  # the loop's samples, reproducible
         given = None if all(s is None for s in seeds) else seeds
@@ -179,25 +180,6 @@ class Recorder(VectorWrapper):
         return False
 
     # -- inside ---------------------------------------------------------------------------------
-    def _reset_seeds(self, seed: Any, slots: list[int]) -> list[int | None]:
-        """The seed each sub-environment is reset with (None: none, or not reset now)."""
-        n, seeds = self.num_envs, [None] * self.num_envs
-        if isinstance(seed, int):
-            given = [seed + j for j in range(n)]  # Gymnasium's rule for one seed
-        elif seed is not None:
-            given = list(seed)
-        elif self._seed is not None and (self.numbered_at_start or self._started == 0):
-            # the contract's seeds; under autoreset only the first episodes can have them
-            start = self._started
-            given = [None] * n
-            for k, slot in enumerate(slots):
-                given[slot] = episode_seed(self._seed, start + k)
-        else:
-            given = [None] * n
-        for slot in slots:
-            seeds[slot] = given[slot]
-        return seeds
-
     def _begin(self, slots: Iterable[int], obs: Any, seeds: list[int | None]) -> None:
         """Begin an episode in each of ``slots`` from its reset observation; open the films
         (numbered as they start: those the trigger picks, or all in case it picks them after;
@@ -272,40 +254,78 @@ class Recorder(VectorWrapper):
         for ready in self._in_order.due():
             self._run.accept(ready)
 
-    def _frames(self, slots: list[int]) -> dict[int, np.ndarray]:
-        """The frames of sub-environments ``slots`` (each rendered alone where the vector env
-        is synchronous; an async one renders all of them in any case)."""
-        if not slots:
-            return {}
-        if self._sub_envs is not None:
-            return {slot: self._sub_envs[slot].render() for slot in slots}
-        frames = self.env.render()
-        return {slot: frames[slot] for slot in slots}
-
     def _film_grid(self) -> None:
-        """With ``video.tile``: a grid frame of every sub-environment while a filmed episode
-        runs (black where none runs)."""
+        """With ``video.tile``: a grid frame while a filmed episode runs."""
         running = self._run.running
-        if not self._tile or not any(e.live for e in running.values()):
-            return
-        if self._tile_writer is None:
-            filming = self._run.objects.filming
-            self._tile_writer = filming.open_path(filming.tile_path)
-        frames = self._frames(list(range(self.num_envs)))
-        shown = [frames[s] if s in running else None for s in range(self.num_envs)]
-        self._grid = tile(shown, self._grid)
-        self._tile_writer.add(self._grid)
+        if self._grid is not None and any(e.live for e in running.values()):
+            self._grid.add(self._frames(list(range(self.num_envs))), running)
 
     def _end(self, status: str, **kwargs: Any) -> None:
         self._finalizer.detach()
         try:
-            if self._tile_writer is not None:
-                self._tile_writer.close()
+            if self._grid is not None:
+                self._grid.close()
             for record in self._in_order.rest():  # after an earlier episode that never ended
                 self._run.accept(record)
             self._run.end(status)
         finally:
             self.env.close(**kwargs)
+
+
+class SubEnvFrames:
+    """Renders chosen sub-environments of a vector env: each alone where it is synchronous (an
+    async one renders all of them in their processes in any case)."""
+
+    def __init__(self, env: VectorEnv) -> None:
+        base = env.unwrapped
+        self._env = env
+        self._sub_envs = base.envs if isinstance(base, gym.vector.SyncVectorEnv) else None
+
+    def __call__(self, slots: list[int]) -> dict[int, np.ndarray]:
+        if not slots:
+            return {}
+        if self._sub_envs is not None:
+            return {slot: self._sub_envs[slot].render() for slot in slots}
+        frames = self._env.render()
+        return {slot: frames[slot] for slot in slots}
+
+
+class GridFilm:
+    """``video.tile``: one grid video of every sub-environment (black where none runs)."""
+
+    def __init__(self, filming: Any) -> None:
+        self._filming = filming
+        self._writer: VideoWriter | None = None
+        self._grid: np.ndarray | None = None
+
+    def add(self, frames: dict[int, np.ndarray], running: dict[int, Episode]) -> None:
+        if self._writer is None:
+            self._writer = self._filming.open_path(self._filming.tile_path)
+        shown = [frames[s] if s in running else None for s in range(len(frames))]
+        self._grid = tile(shown, self._grid)
+        self._writer.add(self._grid)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _reset_seeds(
+    seed: Any, slots: list[int], n: int, run_seed: int | None, started: int
+) -> list[int | None]:
+    """The seed each sub-environment is reset with (None: none, or not reset now): the user's
+    (one seed ``s`` is ``s + j`` for sub-environment ``j``, Gymnasium's rule), else with
+    ``run_seed`` the contract's for the episodes that start now, numbered from ``started``."""
+    if isinstance(seed, int):
+        given = [seed + j for j in range(n)]
+    elif seed is not None:
+        given = list(seed)
+    else:
+        given = [None] * n
+        if run_seed is not None:
+            for k, slot in enumerate(slots):
+                given[slot] = episode_seed(run_seed, started + k)
+    return [given[j] if j in slots else None for j in range(n)]
 
 
 def _film_envs(envs: Any, n: int) -> set[int]:
