@@ -99,7 +99,7 @@ class Filming:
     def open_pending(self, slot: int) -> VideoWriter:
         """A writer for an episode whose index is not known yet (a vector ``Recorder`` numbers
         episodes as they end): a dot-prefixed name until ``settle`` gives it the episode's."""
-        return self.open_path(self.run.video(f".pending-{slot}.{self.video.codec.extension}"), slot)
+        return self.open_path(self.run.pending_video(slot, self.video.codec.extension), slot)
 
     def settle(
         self,

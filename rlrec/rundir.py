@@ -170,6 +170,11 @@ class RunDir:
         """``videos/<file_name>``."""
         return self.videos / file_name
 
+    def pending_video(self, slot: int, extension: str) -> Path:
+        """Where a film whose episode index is not known yet is written (a vector Recorder
+        numbers episodes as they end): dot-prefixed, renamed to its episode's name when kept."""
+        return self.videos / f".pending-{slot}.{extension}"
+
     def replay_video(self, episode: int, extension: str) -> Path:
         """Where ``rlrec-replay`` films an episode by default."""
         return self.videos / f"{self.REPLAY_PREFIX}-episode-{episode}.{extension}"
