@@ -84,6 +84,22 @@ def test_cleanrl_style_reinforce_records_while_it_learns(tmp_path):
         assert (frames, fps) == (row.length + 1, 50)
 
 
+def test_cleanrl_style_vector_reinforce_records_every_sub_environment(tmp_path):
+    out = run_example("cleanrl_vector_reinforce.py", tmp_path)
+    run = tmp_path / "outputs" / "reinforce-vector"
+    episodes = pd.read_parquet(run / "episodes.parquet")
+    assert episodes["episode"].tolist() == list(range(len(episodes)))
+    assert len(episodes) >= 400 and set(episodes["env_index"]) == {0, 1, 2, 3}
+    first, last = episodes["return"][:100].mean(), episodes["return"][-100:].mean()
+    assert last > first + 50, (first, last)
+    assert f"first 100 {first:.1f}, last 100 {last:.1f}" in out.stdout
+    filmed = episodes.dropna(subset=["video"])
+    expected = episodes[(episodes["env_index"] == 0) & (episodes["episode"] % 50 == 0)]
+    assert filmed["episode"].tolist() == expected["episode"].tolist() and len(filmed) >= 1
+    for row in filmed.itertuples():
+        assert decode(run / row.video)[:2] == (row.length + 1, 50)
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py")))
 def test_every_example_is_tested(name):
     assert f'"{name}"' in (ROOT / "tests" / "test_examples.py").read_text()
