@@ -1,0 +1,110 @@
+"""Stable-Baselines3: PPO recorded by the Recorder while ``model.learn`` runs, and the trained
+model evaluated with ``python run.py policy=sb3``. SB3 is the ``[sb3]`` extra, not in
+``[test]``: these tests skip where it does not import (CI installs it: RLREC_REQUIRE_ALL=1 turns
+the skip into a failure)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT, decode, plain_loop, run_cli
+
+
+def _require_sb3():
+    try:
+        import stable_baselines3  # noqa: F401
+    except ImportError:
+        message = 'Stable-Baselines3 is not installed: pip install -e ".[sb3]"'
+        if os.environ.get("RLREC_REQUIRE_ALL") == "1":
+            pytest.fail(f"RLREC_REQUIRE_ALL=1 and {message}")
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """``examples/sb3_ppo.py`` run as written, in a fresh folder."""
+    _require_sb3()
+    folder = tmp_path_factory.mktemp("sb3")
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "sb3_ppo.py")],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return folder, out
+
+
+def test_ppo_training_is_recorded_while_it_learns(trained):
+    folder, out = trained
+    run = folder / "outputs" / "sb3-train"
+    episodes = pd.read_parquet(run / "episodes.parquet")
+    assert episodes["episode"].tolist() == list(range(len(episodes))) and len(episodes) > 100
+    assert episodes["length"].sum() <= 30_000 + 2048  # learn() ends at a rollout's end
+    first, last = episodes["return"][:20].mean(), episodes["return"][-20:].mean()
+    assert last > first + 100, (first, last)
+    assert f"first 20 {first:.1f}, last 20 {last:.1f}" in out.stdout
+    filmed = episodes.dropna(subset=["video"])
+    assert filmed["episode"].tolist() == [e for e in range(len(episodes)) if e % 25 == 0]
+    for row in filmed.iloc[[0, -1]].itertuples():
+        assert decode(run / row.video)[:2] == (row.length + 1, 50)
+    # SB3 seeds the first reset (seed=0); the Recorder's seed gives the others ss(0, i)
+    from rlrec.seeding import ss
+
+    assert episodes["seed"].tolist()[:3] == [0, ss(0, 1), ss(0, 2)]
+    assert (run / "report.html").exists() and (run / "summary.json").exists()
+    evaluation = pd.read_parquet(folder / "outputs" / "sb3-eval" / "episodes.parquet")
+    assert len(evaluation) == 5 and evaluation["video"].notna().all()
+
+
+def test_the_trained_model_evaluated_by_run_py_equals_its_own_predictions(trained, tmp_path):
+    folder, _ = trained
+    model_path = folder / "outputs" / "ppo-cartpole.zip"
+    result = run_cli(
+        ["policy=sb3", f"policy.path={model_path}", "episodes=4", "trigger=never"],
+        tmp_path / "run",
+    )
+    assert result.code == 0, result.proc.stderr
+    from stable_baselines3 import PPO
+
+    model = PPO.load(model_path, device="cpu")
+    expected = plain_loop(
+        "CartPole-v1", 0, 4, act=lambda o: model.predict(o, deterministic=True)[0]
+    )
+    rows = pd.read_parquet(tmp_path / "run" / "episodes.parquet")
+    for column in ("seed", "return", "length", "terminated", "truncated"):
+        assert rows[column].tolist() == [r[column] for r in expected], column
+
+
+def test_sb3_mistakes_name_the_key_and_the_fix(trained, tmp_path):
+    cases = [
+        (["policy=sb3"], "policy.path"),
+        (["policy=sb3", f"policy.path={ROOT / 'README.md'}"], "policy.path"),
+        (["policy=sb3", f"policy.path={trained[0] / 'outputs/ppo-cartpole.zip'}",
+          "policy.algo=PPO2"], "policy.algo"),
+        (["policy=sb3", f"policy.path={trained[0] / 'outputs/ppo-cartpole.zip'}",
+          "env=mountaincar"], "policy.path"),
+    ]  # fmt: skip
+    for i, (args, key) in enumerate(cases):
+        result = run_cli([*args, "episodes=1"], tmp_path / str(i))
+        assert result.code == 2, (args, result.proc.stderr)
+        assert f"rlrec: error: {key}:" in result.proc.stderr
+        assert "Traceback" not in result.proc.stderr
+
+
+def test_without_the_extra_policy_sb3_says_what_to_install(tmp_path):
+    shadow = tmp_path / "shadow" / "stable_baselines3"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named stable_baselines3')\n")
+    cmd = [sys.executable, str(ROOT / "run.py"), "policy=sb3", "policy.path=model.zip"]
+    cmd.append(f"hydra.run.dir={tmp_path / 'run'}")
+    env = {"PYTHONPATH": str(tmp_path / "shadow"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert 'pip install -e ".[sb3]"' in proc.stderr and "policy" in proc.stderr
