@@ -13,6 +13,7 @@ policy, each episode logged), without RecordVideo: what ``trigger=never`` replac
 ``recorder``: the guide's loop inside ``rlrec.wrappers.Recorder`` (``--trigger never``: random
 actions, statistics to Parquet only; ``--trigger every``: ``--policy``'s actions, every episode
 filmed), the contract's seeds (``seed=0``).
+``vector-loop``: a CleanRL-style loop on 8 CartPole sub-environments with vector wrappers.
 ``vector``: Gymnasium's own vector env (``--num-envs``, ``--vectorization``) stepping random
 actions with its default autoreset until ``--episodes`` episodes have ended: what vectorising
 alone buys, without per-episode seeds or anything recorded.
@@ -132,6 +133,40 @@ def recorder(args: argparse.Namespace) -> None:
     env.close()
 
 
+def vector_loop(args: argparse.Namespace) -> None:
+    """A CleanRL-style loop on a SyncVectorEnv (``--num-envs``, ``--steps`` vector steps, random
+    actions) wrapped as ``--wrappers`` says: ``gymnasium`` or ``rlrec`` (their vector
+    RecordEpisodeStatistics), ``recorder`` (rlrec's vector Recorder: Parquet rows; with
+    ``--trigger every`` it films sub-environment 0's episodes), or ``none``; ``--render-first``
+    renders sub-environment 0 at every step (the floor for filming it)."""
+    render = args.render_first or args.trigger != "never"
+    envs = gym.make_vec(
+        "CartPole-v1",
+        num_envs=args.num_envs,
+        vectorization_mode="sync",
+        render_mode="rgb_array" if render else None,
+    )
+    if args.wrappers == "recorder":
+        from rlrec.wrappers.vector import Recorder
+
+        envs = Recorder(envs, args.out, trigger=args.trigger, sinks=["parquet"], seed=0)
+    elif args.wrappers != "none":
+        import importlib
+
+        module = (
+            "rlrec.wrappers.vector" if args.wrappers == "rlrec" else "gymnasium.wrappers.vector"
+        )
+        envs = importlib.import_module(module).RecordEpisodeStatistics(envs)
+    first = envs.unwrapped.envs[0]
+    envs.action_space.seed(0)
+    envs.reset(seed=0)
+    for _ in range(args.steps):
+        envs.step(envs.action_space.sample())
+        if args.render_first:
+            first.render()
+    envs.close()
+
+
 def vector(args: argparse.Namespace) -> None:
     import bench_envs  # noqa: F401  registers SlowCartPole-v1
 
@@ -163,7 +198,8 @@ def _ss(*keys: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "baseline", choices=["recordvideo", "render", "guide", "recorder", "vector"]
+        "baseline",
+        choices=["recordvideo", "render", "guide", "recorder", "vector", "vector-loop"],
     )
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--max-steps", type=int, default=500)
@@ -175,7 +211,14 @@ def main() -> None:
         help="guide: reseed each episode as the rlrec contract does",
     )
     parser.add_argument(
-        "--wrappers", choices=["gymnasium", "rlrec"], default="gymnasium", help="whose wrappers"
+        "--wrappers",
+        choices=["gymnasium", "rlrec", "recorder", "none"],
+        default="gymnasium",
+        help="whose wrappers",
+    )
+    parser.add_argument("--steps", type=int, default=100_000, help="vector-loop: vector steps")
+    parser.add_argument(
+        "--render-first", action="store_true", help="vector-loop: render sub-env 0 each step"
     )
     parser.add_argument("--trigger", default="never", help="recorder: its trigger")
     parser.add_argument("--env", default="CartPole-v1", help="vector: the env id")
@@ -188,6 +231,7 @@ def main() -> None:
         "guide": guide,
         "recorder": recorder,
         "vector": vector,
+        "vector-loop": vector_loop,
     }
     baselines[args.baseline](args)
 
