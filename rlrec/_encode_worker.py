@@ -4,7 +4,7 @@ It reads one command per line on stdin and answers on the file descriptor it inh
 
     open <json>     start a video: tmp and final path, codec, fps, frame shape and dtype, shm path
     frame <slot>    encode the frame in that shared-memory slot; answer "ok" (the slot is free)
-    close           finish the video, rename it to its final name; answer "closed"
+    close [path]    finish the video, rename it to its final name (or to path); answer "closed"
     join <json>     string finished videos together into one, each part's frames captioned
                     (or not: an empty caption), e.g. a timelapse or a GIF of one video;
                     answer "closed"
@@ -249,6 +249,8 @@ def main() -> None:
                     reply("closed")
                 elif command in ("close", "abort"):
                     if video is not None:
+                        if arg:  # a name known only when the video ended
+                            video.final = Path(arg)
                         video.finish(keep=command == "close" and not failed)
                     video = None
                     reply("closed" if command == "close" else "aborted")

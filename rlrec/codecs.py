@@ -70,6 +70,11 @@ class Codec:
         crf = self.default_crf if crf is None else crf
         if self.name == "h264":
             options |= {"preset": preset, "crf": str(crf)}
+            if H264_PRESETS.index(preset) <= H264_PRESETS.index("fast"):
+                # One thread: the encoder shares the machine with the loop, and x264's frame
+                # threads only buffer frames (a longer flush per video). Measured at ultrafast,
+                # 600x400: 10% less wall time and 20% less CPU than its default.
+                options["threads"] = "1"
         elif self.name == "av1":
             options |= {"preset": str(_SVT_PRESETS[preset]), "crf": str(crf)}
         return options

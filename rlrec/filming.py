@@ -11,7 +11,6 @@ episode to a temporary file instead (``buffer``), kept or dropped when the trigg
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,6 +61,10 @@ class Filming:
         # buffer from the start, or (auto) from the first episode that does not replay exactly
         decides_after = in_charge and trigger.decides_after
         self.buffering = decides_after and (trigger.method == "buffer" or replay_env is None)
+        #: Whether a kept film is finished by its encoder while the episodes go on (its row may
+        #: reach the sinks a few milliseconds before the file its name): a vector Recorder's
+        #: films end every few steps, and waiting for each costs the loop.
+        self.finish_in_background = False
         #: (video, episode, return) of every filmed episode, in order: the timelapse's parts.
         self.filmed: list[tuple[str, int, float]] = []
         tile = f"{video.name_prefix}-tiled" + (f"-worker-{worker}" if worker is not None else "")
@@ -117,9 +120,9 @@ class Filming:
                 self.in_charge and self.trigger.after(record.episode, record.episode_return)
             )
             if writer is not None and chosen:
-                path, final = writer.close(), self.run.video(self.video.file_name(record.episode))
-                if path != final:  # opened before the episode's index was known
-                    os.replace(path, final)
+                final = self.run.video(self.video.file_name(record.episode))
+                # (a film opened before its episode's index was known is renamed now)
+                writer.close(final, wait=not self.finish_in_background)
                 record.video = self.run.relative(final)
                 record.video_reason = self.trigger.reason
             elif writer is not None:
@@ -187,6 +190,11 @@ class Filming:
             return None
         path = self.run.timelapse(self.video.codec.extension)
         return self._encoder(0).join(path, self.video, parts)
+
+    def wait(self) -> None:
+        """Wait for the films the encoders finish in the background (``finish_in_background``)."""
+        for encoder in self._encoders.values():
+            encoder.settle()
 
     def close(self) -> None:
         """Stop the encoder processes and close the replay env."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import subprocess
@@ -31,6 +32,8 @@ import numpy as np
 
 from rlrec.codecs import DEFAULT_PRESET, Codec
 from rlrec.rundir import partial_path
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,11 @@ class Encoder:
         self._proc: subprocess.Popen[bytes] | None = None
         self._ring: np.memmap | None = None
         self._ring_path: str | None = None
+        # The ring is the encoder's, not a video's: a video closed without waiting may still
+        # have frames in it, so the next video goes on from the next slot.
+        self._in_flight = 0  # frames sent and not yet acknowledged ("ok")
+        self._next_slot = 0
+        self._owed = 0  # videos closed without waiting whose "closed" is still to come
 
     def start(self, codec: Codec | None = None) -> None:
         """Start the process now: it imports its libraries (OpenCV, and PyAV for ``codec``s
@@ -132,6 +140,7 @@ class Encoder:
         codec), each frame captioned with its part's text (none if empty) and, with ``width``,
         scaled down to at most that width; the file appears under its final name once complete."""
         self.start()
+        self.settle()
         spec = {
             "tmp": str(partial_path(path)),
             "final": str(path),
@@ -151,7 +160,9 @@ class Encoder:
         """The shared-memory slots for frames of ``shape``, reallocated when the shape changes."""
         ring = self._ring
         if ring is None or ring.shape[1:] != shape or ring.dtype != dtype:
+            self.settle()  # no frame of an earlier video is still read from the old ring
             self._drop_ring()
+            self._in_flight, self._next_slot = 0, 0
             folder = "/dev/shm" if os.path.isdir("/dev/shm") else None  # RAM-backed on Linux
             fd, self._ring_path = tempfile.mkstemp(prefix="rlrec-frames-", dir=folder)
             os.close(fd)
@@ -172,6 +183,50 @@ class Encoder:
         if not line:
             raise OSError("the video encoder process exited unexpectedly")
         return line.decode().rstrip("\n")
+
+    def claim_slot(self, video: str) -> int:
+        """A free ring slot for the next frame; waits only while every slot is in flight."""
+        while self._in_flight == SLOTS:
+            reply = self._reply()
+            if reply.startswith("error "):
+                raise OSError(f"video {video}: {reply[6:]}")
+        slot = self._next_slot
+        self._next_slot = (slot + 1) % SLOTS
+        self._in_flight += 1
+        return slot
+
+    def drain(self, final: str, video: str, raise_errors: bool = True) -> None:
+        """Read the replies up to this video's ``final`` one ("closed", "aborted")."""
+        error = None
+        while (reply := self._reply()) != final:
+            if reply.startswith("error ") and error is None:
+                error = OSError(f"video {video}: {reply[6:]}")
+        self._in_flight = 0  # every frame sent before the final reply is acknowledged
+        if error is not None and raise_errors:
+            raise error
+
+    def owe(self) -> None:
+        """A video was closed without waiting for its "closed"."""
+        self._owed += 1
+
+    def settle(self) -> None:
+        """Wait until every video closed without waiting is finished (under its final name)."""
+        while self._owed:
+            self._reply()
+
+    def _reply(self) -> str:
+        """One reply, with its bookkeeping: an "ok" frees a slot; the replies of a video closed
+        without waiting are taken here (its failure is logged: it is not under its name)."""
+        reply = self.receive()
+        if reply == "ok":
+            self._in_flight -= 1
+        elif self._owed and reply == "closed":
+            self._owed -= 1
+            return ""
+        elif self._owed and reply.startswith("error "):
+            log.warning("a finished video could not be written: %s", reply[6:])
+            return ""
+        return reply
 
     def shutdown(self) -> None:
         """Let the process finish and exit; free the shared memory."""
@@ -209,7 +264,6 @@ class VideoWriter:
         self.frames = 0
         self._encoder, self._video = encoder, video
         self._ring: np.memmap | None = None
-        self._in_flight = 0
 
     def add(self, frame: np.ndarray) -> None:
         """Hand one RGB frame to the encoder; waits only while it is ``SLOTS`` frames behind."""
@@ -220,21 +274,24 @@ class VideoWriter:
                 f"frame size changed from {self._ring.shape[1:]} to {frame.shape} "
                 f"within {self.path.name}"
             )
-        if self._in_flight == SLOTS:
-            self._await_free_slot()
-        slot = self.frames % SLOTS
+        slot = self._encoder.claim_slot(self.path.name)
         np.copyto(self._ring[slot], frame, casting="unsafe")
         self._encoder.send(f"frame {slot}")
         self.frames += 1
-        self._in_flight += 1
 
-    def close(self) -> Path:
-        """Finish encoding; the file is then complete under its final name, which is returned."""
+    def close(self, final: Path | None = None, wait: bool = True) -> Path:
+        """Finish encoding, under ``final`` (a name known only now) or the name it was opened
+        with, which is returned. ``wait``: the file is complete under that name when this
+        returns; else the encoder finishes it while the caller goes on (``Encoder.settle``
+        waits for it)."""
         if self._ring is None:
             raise ValueError(f"{self.path.name} has no frames")
-        self._encoder.send("close")
-        self._drain("closed")
-        return self.path
+        self._encoder.send("close" if final is None else f"close {final}")
+        if wait:
+            self._encoder.drain("closed", self.path.name)
+        else:
+            self._encoder.owe()
+        return self.path if final is None else final
 
     def abort(self) -> None:
         """Drop the video: nothing appears under its final name and the partial file is deleted."""
@@ -242,7 +299,7 @@ class VideoWriter:
             return
         with contextlib.suppress(OSError):
             self._encoder.send("abort")
-            self._drain("aborted", raise_errors=False)
+            self._encoder.drain("aborted", self.path.name, raise_errors=False)
 
     def _start(self, frame: np.ndarray) -> None:
         self._ring, ring_path = self._encoder.ring(frame.shape, frame.dtype)
@@ -256,18 +313,3 @@ class VideoWriter:
             "slots": SLOTS,
         }
         self._encoder.send(f"open {json.dumps(spec)}")
-
-    def _await_free_slot(self) -> None:
-        reply = self._encoder.receive()  # "ok": the oldest frame in flight is encoded
-        if reply.startswith("error "):
-            raise OSError(f"video {self.path.name}: {reply[6:]}")
-        self._in_flight -= 1
-
-    def _drain(self, final: str, raise_errors: bool = True) -> None:
-        error = None
-        while (reply := self._encoder.receive()) != final:
-            if reply.startswith("error ") and error is None:
-                error = OSError(f"video {self.path.name}: {reply[6:]}")
-        self._in_flight = 0
-        if error is not None and raise_errors:
-            raise error

@@ -16,7 +16,7 @@ from rlrec.codecs import CODECS, codec_for
 from rlrec.errors import ConfigError
 from rlrec.runner import record
 from rlrec.video import SLOTS, Encoder, VideoSettings
-from tests.conftest import compose_config, decode
+from tests.conftest import compose_config, decode, frame_at
 
 
 @pytest.fixture
@@ -105,11 +105,28 @@ def test_the_episode_never_runs_more_than_slots_frames_ahead(tmp_path, encoder):
     ahead = []
     for frame in _frames(5 * SLOTS):
         writer.add(frame)
-        ahead.append(writer._in_flight)
+        ahead.append(encoder._in_flight)
     assert max(ahead) == SLOTS  # the encoder is slower than this loop, so the ring fills
     assert encoder._ring.shape == (SLOTS, 120, 160, 3)  # the only frame memory there is
     writer.close()
     assert decode(tmp_path / "v.mp4")[0] == 5 * SLOTS
+
+
+def test_videos_closed_without_waiting_are_whole_and_keep_their_own_frames(tmp_path, encoder):
+    """Closed in the background, renamed to a name known only at the end: each file has its own
+    frames (the next video's frames never overwrite ring slots the encoder still reads)."""
+    video = VideoSettings(CODECS["mjpg"], 10)
+    for k in range(4):
+        writer = encoder.open(tmp_path / f".pending-{k}.avi", video)
+        for _ in range(SLOTS + 3 * k):
+            writer.add(np.full((120, 160, 3), 40 * k, np.uint8))
+        assert writer.close(tmp_path / f"v-{k}.avi", wait=False) == tmp_path / f"v-{k}.avi"
+    encoder.settle()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"v-{k}.avi" for k in range(4)]
+    for k in range(4):
+        assert decode(tmp_path / f"v-{k}.avi")[0] == SLOTS + 3 * k
+        for i in (0, SLOTS + 3 * k - 1):
+            assert abs(int(frame_at(tmp_path / f"v-{k}.avi", i).mean()) - 40 * k) <= 2
 
 
 def test_a_killed_parent_leaves_no_file_under_a_final_name(tmp_path):

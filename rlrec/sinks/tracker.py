@@ -341,6 +341,7 @@ class Tracker(Sink):
                     rows, batch = [], None
                 if kind == "video":
                     at = item[0]
+                    _await_file(item[1])
                     self.log_video(*item)
                 elif kind == "config":
                     self.log_config(item)
@@ -383,3 +384,11 @@ class Tracker(Sink):
 
 
 __all__ = ["METRICS", "EpisodeBatch", "Tracker", "flatten", "require", "summary_numbers"]
+
+
+def _await_file(path: Path, timeout_s: float = 60.0) -> None:
+    """Wait for a film the encoder may still be finishing (a vector Recorder does not wait for
+    it): it appears under its final name only when whole."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -102,6 +102,7 @@ class Recorder(VectorWrapper):
                 "use trigger='every' with video.tile, or seed=<s> with AutoresetMode.DISABLED",
             )
         self._film_envs = set() if self._tile or not objects.trigger.films else film_envs
+        objects.filming.finish_in_background = True  # films end every few steps: never wait
         self._seed = seed
         self._run = LoopRun(objects)
         self._finalizer = self._run.finalize_with(self)
@@ -307,6 +308,7 @@ class Recorder(VectorWrapper):
         try:
             if self._grid is not None:
                 self._grid.close()
+            self._run.objects.filming.wait()  # every kept film whole before the sinks close
             for record in self._in_order.rest():  # after an earlier episode that never ended
                 self._run.accept(record)
             self._run.end(status)
