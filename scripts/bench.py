@@ -10,7 +10,7 @@
     python scripts/bench.py reliability     # issue 6: memory of 100,000 vs 10,000 episodes
     python scripts/bench.py parallel        # issue 7: vector envs and worker processes
     python scripts/bench.py trackers        # issues 14, 15: tracker sinks, memory sampling
-    python scripts/bench.py wrappers        # issue 16: the drop-in wrappers and the Recorder
+    python scripts/bench.py wrappers        # issues 16, 17: the drop-in wrappers and Recorders
     python scripts/bench.py core --against 829b750   # also an older commit, interleaved
 
 ``--against REV`` checks REV out in a temporary git worktree and runs every rlrec command of the
@@ -721,7 +721,55 @@ def wrappers(args: argparse.Namespace) -> None:
         a_long = measure(film(*long))
         print(f"  A gymnasium RecordVideo, 5,000 steps: {a_long.peak_mb:6.0f} MB")
         print(f"  A / B = {a_long.peak_mb / b_long.peak_mb:.1f}x the memory")
+    _vector_wrappers(args, out)
     shutil.rmtree(out, ignore_errors=True)
+
+
+def _vector_wrappers(args: argparse.Namespace, out: str) -> None:
+    """Issue 17: on a SyncVectorEnv of 8 CartPoles, the vector statistics wrappers and the
+    vector Recorder; filming sub-environment 0 against rendering it alone."""
+
+    def loop(wrappers: str, *extra: str) -> list[str]:
+        cmd = ("vector-loop", "--num-envs", "8", "--wrappers", wrappers, *extra)
+        return baseline(*cmd, "--out", tempfile.mkdtemp(dir=out))
+
+    stats = {
+        "G gymnasium vector RecordEpisodeStatistics": lambda: loop("gymnasium"),
+        "O rlrec vector RecordEpisodeStatistics": lambda: loop("rlrec"),
+        "C vector Recorder, Parquet only": lambda: loop("recorder"),
+    }
+    runs = interleaved(stats, args.stats_repeats)
+    g, o, c = (median(runs[k]) for k in stats)
+    print(
+        f"\nVector env, 8 CartPole sub-environments, 100,000 steps of random actions, stats "
+        f"only, whole process (median of {args.stats_repeats}):"
+    )
+    for name in stats:
+        print(f"  {name:44s} {median(runs[name]):6.2f} s")
+    print(f"  O / G = {o / g:.3f}x   (target <= 1.1x)")
+    print(f"  C / G = {c / g:.3f}x   (target <= 1.25x)")
+
+    steps, one = ("--steps", "10000"), ("--steps", "1")
+    films = {
+        "F vector Recorder filming sub-env 0": lambda: loop(
+            "recorder", "--trigger", "every", *steps
+        ),
+        "F start-up (1 step)": lambda: loop("recorder", "--trigger", "every", *one),
+        "R rendering sub-env 0 alone": lambda: loop("none", "--render-first", *steps),
+        "R start-up (1 step)": lambda: loop("none", "--render-first", *one),
+    }
+    runs = interleaved(films, args.repeats)
+    f_loop = median(runs["F vector Recorder filming sub-env 0"]) - median(
+        runs["F start-up (1 step)"]
+    )
+    r_loop = median(runs["R rendering sub-env 0 alone"]) - median(runs["R start-up (1 step)"])
+    print(
+        f"\nFilming sub-environment 0 of 8 (every episode it runs), 10,000 steps (median of "
+        f"{args.repeats}, start-up subtracted):"
+    )
+    print(f"  F vector Recorder filming sub-env 0   {f_loop:6.2f} s")
+    print(f"  R rendering sub-env 0 alone           {r_loop:6.2f} s")
+    print(f"  F / R = {f_loop / r_loop:.2f}x   (target <= 1.2x)")
 
 
 def _memory_share(loop_us: float) -> None:
