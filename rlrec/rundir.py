@@ -98,6 +98,7 @@ class RunDir:
     REPORT = "report.html"
     MEMORY = "_memory.parquet"
     TRACKERS = "trackers.json"
+    RECORDER = ".recorder.lock"  # held by the Recorder writing here (one run, one Recorder)
     TENSORBOARD = "tensorboard"
 
     def __init__(self, path: Path | str) -> None:
@@ -169,6 +170,18 @@ class RunDir:
     def video(self, file_name: str) -> Path:
         """``videos/<file_name>``."""
         return self.videos / file_name
+
+    def claim(self) -> bool:
+        """Take the folder for one Recorder; False if another holds it."""
+        try:
+            os.close(os.open(self.path / self.RECORDER, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        return True
+
+    def release(self) -> None:
+        """Give the folder back (the Recorder has ended)."""
+        (self.path / self.RECORDER).unlink(missing_ok=True)
 
     def pending_video(self, slot: int, extension: str) -> Path:
         """Where a film whose episode index is not known yet is written (a vector Recorder

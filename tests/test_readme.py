@@ -75,3 +75,15 @@ def test_the_readme_wrapper_examples_run(tmp_path, monkeypatch, marker):
     exec(compile(block, "README.md", "exec"), {})
     videos = sorted(p.name for p in tmp_path.glob("**/*.mp4"))
     assert videos == [f"eval-episode-{e}.mp4" for e in range(4)]
+
+
+def test_the_readme_vector_recorder_example_runs(tmp_path, monkeypatch):
+    block = next(b for b in _python_blocks() if "from rlrec.wrappers.vector import Recorder" in b)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {})
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(tmp_path / "outputs/my-vector-run/episodes.parquet").to_pylist()
+    assert len(rows) >= 20 and {r["env_index"] for r in rows} == {0, 1, 2, 3}
+    filmed = [r["episode"] for r in rows if r["video"]]
+    assert filmed == [r["episode"] for r in rows if r["env_index"] == 0 and r["episode"] % 10 == 0]

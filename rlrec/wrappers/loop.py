@@ -88,10 +88,20 @@ class LoopRun:
         self.runner = Runner(objects)
         self.running: dict[int, Episode] = {}
         self.summary: dict[str, Any] | None = None
+        if not objects.run.claim():  # e.g. SB3's make_vec_env(n_envs=4) with one run_dir
+            objects.close()
+            path = objects.run.path
+            raise ConfigError(
+                "run_dir",
+                f"another Recorder writes to {path} (one run directory takes one Recorder)",
+                "give each its own run_dir, or run_dir=None (if none runs there, delete "
+                f"{path / RunDir.RECORDER})",
+            )
         try:
             self.runner.start()
         except BaseException:
             objects.close()
+            objects.run.release()
             raise
 
     def finish(
@@ -127,7 +137,10 @@ class LoopRun:
         if self.summary is None:
             for slot in list(self.running):
                 self.drop(slot)
-            self.summary = self.runner.finish(status)
+            try:
+                self.summary = self.runner.finish(status)
+            finally:
+                self.objects.run.release()
 
     def end_at_exit(self) -> None:
         if self.summary is not None:
