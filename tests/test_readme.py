@@ -86,4 +86,6 @@ def test_the_readme_vector_recorder_example_runs(tmp_path, monkeypatch):
     rows = pq.read_table(tmp_path / "outputs/my-vector-run/episodes.parquet").to_pylist()
     assert len(rows) >= 20 and {r["env_index"] for r in rows} == {0, 1, 2, 3}
     filmed = [r["episode"] for r in rows if r["video"]]
-    assert filmed == [r["episode"] for r in rows if r["env_index"] == 0 and r["episode"] % 10 == 0]
+    assert filmed and filmed == [
+        r["episode"] for r in rows if r["env_index"] == 0 and r["episode"] % 10 == 0
+    ]
