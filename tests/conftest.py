@@ -162,6 +162,12 @@ def probe(path: Path) -> VideoInfo:
         )
 
 
+def all_frames(path: Path) -> list[np.ndarray]:
+    """Every frame of ``path`` as RGB, in order."""
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
 def frame_at(path: Path, index: int) -> np.ndarray:
     """Frame ``index`` of ``path`` as RGB."""
     with av.open(str(path)) as container:
