@@ -154,6 +154,45 @@ class LoopRun:
         return weakref.finalize(wrapper, self.end_at_exit)
 
 
+class EndsRun:
+    """How both Recorders end: ``close()``, or ``with`` (the status from how the block ended);
+    ``summary`` then holds ``summary.json``. A Recorder sets ``_run`` and ``_finalizer`` and
+    says in ``_before_end`` what it finishes first and in ``_close_env`` how its env closes."""
+
+    _run: LoopRun
+    _finalizer: weakref.finalize
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        """The run's summary (``summary.json``) once closed; None before."""
+        return self._run.summary
+
+    def close(self, **kwargs: Any) -> None:
+        """Write the summary (and the report, the trackers' ends), then close the env."""
+        self._end("complete", **kwargs)
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> bool:
+        status = "complete"
+        if exc_type is not None:
+            status = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
+        self._end(status)
+        return False
+
+    def _end(self, status: str, **kwargs: Any) -> None:
+        self._finalizer.detach()
+        try:
+            self._before_end()
+            self._run.end(status)
+        finally:
+            self._close_env(**kwargs)
+
+    def _before_end(self) -> None:
+        """What to finish before the sinks close."""
+
+    def _close_env(self, **kwargs: Any) -> None:
+        raise NotImplementedError
+
+
 def no_hooks(reset: Any = None) -> PolicyHooks:
     """The policy hooks of a loop that is the user's: rlrec calls only ``reset`` (seeding)."""
     return PolicyHooks(

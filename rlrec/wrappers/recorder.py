@@ -21,10 +21,10 @@ from omegaconf import OmegaConf
 from rlrec.envs import make_env
 from rlrec.episode import Episode
 from rlrec.seeding import episode_seed, policy_seed
-from rlrec.wrappers.loop import LoopRun, loop_objects, new_run_dir, no_hooks
+from rlrec.wrappers.loop import EndsRun, LoopRun, loop_objects, new_run_dir, no_hooks
 
 
-class Recorder(gym.Wrapper):
+class Recorder(EndsRun, gym.Wrapper):
     """Record every episode of ``env`` that the user's loop runs, as ``python run.py`` would.
 
     - ``run_dir``: the run directory (default ``outputs/YYYY-MM-DD/HH-MM-SS`` under the current
@@ -97,11 +97,6 @@ class Recorder(gym.Wrapper):
         self._finalizer = self._run.finalize_with(self)
 
     @property
-    def summary(self) -> dict[str, Any] | None:
-        """The run's summary (``summary.json``) once closed; None before."""
-        return self._run.summary
-
-    @property
     def episode_index(self) -> int:
         """The index of the episode under way (or of the next one, between episodes)."""
         return self._next
@@ -152,26 +147,11 @@ class Recorder(gym.Wrapper):
             raise
         return obs, reward, terminated, truncated, info
 
-    def close(self) -> None:
-        """Write the summary (and the report, the trackers' ends), then close the env."""
-        self._end("complete")
-
-    def __exit__(self, exc_type: Any, *rest: Any) -> bool:
-        status = "complete"
-        if exc_type is not None:
-            status = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
-        self._end(status)
-        return False
-
     def _seed_actions(self, seed: int) -> None:
         self.env.action_space.seed(seed)
 
-    def _end(self, status: str) -> None:
-        self._finalizer.detach()
-        try:
-            self._run.end(status)
-        finally:
-            super().close()
+    def _close_env(self, **kwargs: Any) -> None:
+        gym.Wrapper.close(self)
 
 
 def _env_node(env: gym.Env) -> tuple[dict[str, Any], str | None]:

@@ -38,11 +38,11 @@ from rlrec.records import EpisodeRecord
 from rlrec.runner import InOrder
 from rlrec.seeding import episode_seed
 from rlrec.video import VideoWriter, tile
-from rlrec.wrappers.loop import LoopRun, loop_objects, new_run_dir, no_hooks
+from rlrec.wrappers.loop import EndsRun, LoopRun, loop_objects, new_run_dir, no_hooks
 from rlrec.wrappers.vector.statistics import autoreset_mode, reset_mask
 
 
-class Recorder(VectorWrapper):
+class Recorder(EndsRun, VectorWrapper):
     """Record every episode of every sub-environment of ``env`` that the user's loop runs.
 
     The arguments are those of ``rlrec.wrappers.Recorder``; ``video`` also takes ``envs``
@@ -92,15 +92,7 @@ class Recorder(VectorWrapper):
         objects = loop_objects(env, self.run_dir, _env_node(env), arguments, no_hooks(), None)
         objects.cfg.recorder.video_envs = sorted(film_envs)
         objects.cfg.recorder.autoreset_mode = self.autoreset_mode.name
-        self._tile = bool(objects.cfg.video.get("tile")) and objects.trigger.films
-        if self._tile and not self.numbered_at_start and objects.trigger.reason != "every":
-            objects.close()
-            raise ConfigError(
-                "video.tile",
-                "the grid is filmed while the episodes run, and episodes numbered as they end "
-                "are chosen only then",
-                "use trigger='every' with video.tile, or seed=<s> with AutoresetMode.DISABLED",
-            )
+        self._tile = _tile(objects, self.numbered_at_start)
         self._film_envs = set() if self._tile or not objects.trigger.films else film_envs
         objects.filming.finish_in_background = True  # films end every few steps: never wait
         self._seed = seed
@@ -117,11 +109,6 @@ class Recorder(VectorWrapper):
         self._lengths = np.zeros(self.num_envs, dtype=np.int64)
         self._running = np.zeros(self.num_envs, dtype=bool)
         self._grid = GridFilm(objects.filming) if self._tile else None
-
-    @property
-    def summary(self) -> dict[str, Any] | None:
-        """The run's summary (``summary.json``) once closed; None before."""
-        return self._run.summary
 
     def reset(
         self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
@@ -162,7 +149,7 @@ class Recorder(VectorWrapper):
         self._lengths += counted
         self._log.add(actions, obs)
         same_step = any_done and self.autoreset_mode == AutoresetMode.SAME_STEP
-        if self._film_envs and self._films_running:
+        if self._film_envs:
             self._film_step(counted, dones if same_step else None)
         if self._grid is not None:
             self._film_grid()
@@ -185,21 +172,6 @@ class Recorder(VectorWrapper):
             filmed = [s for s in filmed if not same_step_dones[s]]
         for slot, frame in self._frames(filmed).items():
             running[slot].writer.add(frame)
-
-    @property
-    def _films_running(self) -> bool:
-        return any(e.writer is not None for e in self._run.running.values())
-
-    def close(self, **kwargs: Any) -> None:
-        """Write the summary (and the report, the trackers' ends), then close the env."""
-        self._end("complete", **kwargs)
-
-    def __exit__(self, exc_type: Any, *rest: Any) -> bool:
-        status = "complete"
-        if exc_type is not None:
-            status = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
-        self._end(status)
-        return False
 
     # -- inside ---------------------------------------------------------------------------------
     def _begin(
@@ -303,17 +275,15 @@ class Recorder(VectorWrapper):
         if self._grid is not None and any(e.live for e in running.values()):
             self._grid.add(self._frames(list(range(self.num_envs))), running)
 
-    def _end(self, status: str, **kwargs: Any) -> None:
-        self._finalizer.detach()
-        try:
-            if self._grid is not None:
-                self._grid.close()
-            self._run.objects.filming.wait()  # every kept film whole before the sinks close
-            for record in self._in_order.rest():  # after an earlier episode that never ended
-                self._run.accept(record)
-            self._run.end(status)
-        finally:
-            self.env.close(**kwargs)
+    def _before_end(self) -> None:
+        if self._grid is not None:
+            self._grid.close()
+        self._run.objects.filming.wait()  # every kept film whole before the sinks close
+        for record in self._in_order.rest():  # after an earlier episode that never ended
+            self._run.accept(record)
+
+    def _close_env(self, **kwargs: Any) -> None:
+        self.env.close(**kwargs)
 
 
 class StepLog:
@@ -414,6 +384,20 @@ def _reset_seeds(
             for k, slot in enumerate(slots):
                 given[slot] = episode_seed(run_seed, started + k)
     return [given[j] if j in slots else None for j in range(n)]
+
+
+def _tile(objects: Any, numbered_at_start: bool) -> bool:
+    """Whether ``video.tile`` films a grid; refused where the trigger cannot decide in time."""
+    tile = bool(objects.cfg.video.get("tile")) and objects.trigger.films
+    if tile and not numbered_at_start and objects.trigger.reason != "every":
+        objects.close()
+        raise ConfigError(
+            "video.tile",
+            "the grid is filmed while the episodes run, and episodes numbered as they end "
+            "are chosen only then",
+            "use trigger='every' with video.tile, or seed=<s> with AutoresetMode.DISABLED",
+        )
+    return tile
 
 
 def _film_envs(envs: Any, n: int) -> set[int]:
