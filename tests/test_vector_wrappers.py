@@ -314,3 +314,9 @@ def test_recorder_tiled_grid(tmp_path):
     with pytest.raises(ConfigError) as err:
         Recorder(make_vec(render=True), tmp_path / "y", video={"envs": [7]})
     assert err.value.key == "video.envs"
+    from rlrec.wrappers import Recorder as PlainRecorder
+
+    with pytest.raises(TypeError, match=r"rlrec\.wrappers\.vector\.Recorder"):
+        PlainRecorder(make_vec(), tmp_path / "z")
+    with pytest.raises(TypeError, match=r"rlrec\.wrappers\.Recorder"):
+        Recorder(gym.make("CartPole-v1"), tmp_path / "w")

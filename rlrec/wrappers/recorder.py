@@ -71,6 +71,10 @@ class Recorder(EndsRun, gym.Wrapper):
         success_key: str | None = None,
         memory_every_s: float = 1.0,
     ) -> None:
+        if isinstance(env, gym.vector.VectorEnv):
+            raise TypeError(
+                "Recorder wraps a plain env; for a vector env use rlrec.wrappers.vector.Recorder"
+            )
         gym.Wrapper.__init__(self, env)
         self.run_dir = new_run_dir(run_dir)
         env_node, rebuild_error = _env_node(env)

@@ -73,6 +73,10 @@ class Recorder(EndsRun, VectorWrapper):
         success_key: str | None = None,
         memory_every_s: float = 1.0,
     ) -> None:
+        if not isinstance(env, VectorEnv):
+            raise TypeError(
+                "this Recorder wraps a vector env; for a plain env use rlrec.wrappers.Recorder"
+            )
         VectorWrapper.__init__(self, env)
         self.run_dir = new_run_dir(run_dir)
         video = dict(video or {})
