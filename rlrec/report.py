@@ -116,7 +116,7 @@ def write_run_report(
     parts = [
         f"<h1>{_e(title)}</h1>",
         f"<p>{_e(str(run.path))} · status <b>{_e(summary.get('status', 'unknown'))}</b>"
-        f" · seed {_e(summary.get('seed', ''))}</p>",
+        f" · seed {_e(_or(summary.get('seed', ''), 'none'))}</p>",
         "<p>Overrides: "
         + (" ".join(f"<code>{_e(o)}</code>" for o in overrides) or "none")
         + "</p>",
@@ -475,3 +475,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _or(value: Any, instead: str) -> Any:
+    """``value``, or ``instead`` where it is None (a Recorder without a run seed)."""
+    return instead if value is None else value

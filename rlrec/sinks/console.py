@@ -40,7 +40,7 @@ class ConsoleSink(Sink):
         run, ret, length = self._run, summary, summary["length"]
         print(
             f"\n{summary['status'].capitalize()}: {ret['n']} episodes of {run.env_id}, "
-            f"seed {run.run_seed} ({run.run_dir})",
+            f"{'no run seed' if run.run_seed is None else f'seed {run.run_seed}'} ({run.run_dir})",
             file=self._out,
         )
         if ret["n"]:
