@@ -473,10 +473,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def _or(value: Any, instead: str) -> Any:
     """``value``, or ``instead`` where it is None (a Recorder without a run seed)."""
     return instead if value is None else value
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
