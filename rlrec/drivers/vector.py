@@ -180,7 +180,7 @@ class VectorDriver:
         tile: VideoWriter | None,
     ) -> EpisodeRecord:
         o = self.o
-        info = _sub_info(infos, i, o.success.key)
+        info = sub_info(infos, i, o.success.key)
         record = r.finish(terminated, truncated, o.success(r.episode_return, info))
         if r.writer is not None:
             o.filming.settle(record, r.writer, live=True)
@@ -215,7 +215,7 @@ class VectorDriver:
         return tile
 
 
-def _sub_info(infos: dict[str, Any], i: int, key: str | None) -> dict[str, Any]:
+def sub_info(infos: dict[str, Any], i: int, key: str | None) -> dict[str, Any]:
     """Sub-environment ``i``'s entry for ``key`` of a vector env's batched infos (``_key`` says
     which sub-environments reported one)."""
     if key is None or key not in infos or not infos[f"_{key}"][i]:

@@ -31,7 +31,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
-from rlrec.drivers.vector import _sub_info
+from rlrec.drivers.vector import sub_info
 from rlrec.episode import Episode
 from rlrec.errors import ConfigError
 from rlrec.records import EpisodeRecord
@@ -111,6 +111,7 @@ class Recorder(EndsRun, VectorWrapper):
         self._starts = [0] * self.num_envs  # each running episode's first step in the log
         self._returns = np.zeros(self.num_envs)
         self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+        # the slots of self._run.running as a mask, for the per-step array operations
         self._running = np.zeros(self.num_envs, dtype=bool)
         self._grid = GridFilm(objects.filming) if self._tile else None
 
@@ -248,7 +249,7 @@ class Recorder(EndsRun, VectorWrapper):
             episode.episode_return = float(self._returns[slot])
             episode.length = int(self._lengths[slot])
             self._running[slot] = False
-            info = _sub_info(final_info if final_info is not None else infos, slot, key)
+            info = sub_info(final_info if final_info is not None else infos, slot, key)
             live = episode.live or (
                 episode.writer is not None and objects.trigger.before(episode.index)
             )
