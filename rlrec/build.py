@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import os
 import signal
 from collections.abc import Callable
@@ -31,7 +32,9 @@ from rlrec.rundir import RunDir
 from rlrec.signals import StopSignals
 from rlrec.sinks import Sink, as_sink
 from rlrec.triggers import TriggerView
-from rlrec.video import Encoder, VideoSettings, video_fps
+from rlrec.video import Encoder, VideoSettings, declares_fps, video_fps
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -122,29 +125,31 @@ def build(cfg: DictConfig, run_dir: Path | str, job: int = 0, worker: int | None
             encoder = Encoder()  # a process: it imports its codecs while the env is built
             encoder.start(codec)
         if runs_here and num_envs > 1:
-            vec = make_vector_env(cfg.env, render=renders)
+            vec = make_vector_env(cfg.env, render=renders, log_dir=run.path)
             vec_hooks = _vector_hooks(
                 cfg.policy, vec.single_observation_space, vec.single_action_space, vec.num_envs
             )
-            hooks, metadata = vec_hooks[0], vec.metadata
+            hooks, metadata, spec = vec_hooks[0], vec.metadata, vec.spec
         else:
-            env = make_env(cfg.env, render=renders)
+            env = make_env(cfg.env, render=renders, log_dir=run.path)
             hooks = PolicyHooks.of(
                 build_policy(cfg.policy, env.observation_space, env.action_space)
             )
-            metadata = env.metadata
+            metadata, spec = env.metadata, env.spec
             if not runs_here:  # only its spaces were needed: the workers build their own
                 env.close()
                 env = None
         video = VideoSettings(
-            codec, video_fps(cfg.video.fps, metadata), cfg.video.name_prefix, preset, crf
+            codec, video_fps(cfg.video.fps, metadata, spec), cfg.video.name_prefix, preset, crf
         )
+        if renders and in_charge and not cfg.video.fps:
+            _say_fps(cfg.env.id, video.fps, metadata, spec)
         filming = Filming(
             trigger,
             video,
             run,
             cfg.env.id,
-            functools.partial(make_env, cfg.env, render=True),
+            functools.partial(make_env, cfg.env, render=True, log_dir=run.path),
             in_charge=in_charge,
             parallel=parallel,
             worker=worker,
@@ -205,14 +210,27 @@ def build_for_loop(
         encoder = Encoder()  # a process: it imports its codecs while the user's loop starts
         encoder.start(codec)
     video = VideoSettings(
-        codec, video_fps(cfg.video.fps, env.metadata), cfg.video.name_prefix, preset, crf
+        codec, video_fps(cfg.video.fps, env.metadata, env.spec), cfg.video.name_prefix, preset, crf
     )
+    if renders and not cfg.video.fps:
+        _say_fps(cfg.env.id, video.fps, env.metadata, env.spec)
     filming = Filming(view, video, RunDir(run_dir), cfg.env.id, replay_env, encoder=encoder)
     success = SuccessRule(cfg.get("success_threshold"), cfg.get("success_key"))
     return Objects(
         cfg, RunDir(run_dir), 0, None, view, filming, None, hooks, success, StopSignals(()),
         sinks=[as_sink(sink) for sink in sinks],
     )  # fmt: skip
+
+
+def _say_fps(env_id: str, fps: float, metadata: dict[str, Any], spec: Any) -> None:
+    """Where the env does not say how fast its frames come, say which rate films play at."""
+    if not declares_fps(metadata, spec):
+        log.warning(
+            "%s declares no render_fps: its films play at %g fps; set video.fps to its "
+            "real-time rate (video.fps=... or video={'fps': ...})",
+            env_id,
+            fps,
+        )
 
 
 def _vector_hooks(

@@ -6,10 +6,18 @@ import hashlib
 from typing import Any
 
 import numpy as np
+import xxhash
+
+#: Arrays of this many bytes and more (an image) enter the digest as their 128-bit XXH3 hash:
+#: BLAKE2b reads 1 GB/s, XXH3 over 50 GB/s, and an Atari frame (100 KB) then costs 2 us, not
+#: 100 us, a third of what stepping and rendering it costs. Smaller observations (a joint
+#: vector) are hashed as they are, so their digests are those of earlier versions.
+LARGE = 4096
 
 
 class ObsDigest:
-    """A running BLAKE2b digest of an episode's observations (the reset one, then one a step).
+    """A running BLAKE2b digest of an episode's observations (the reset one, then one a step;
+    a large array as its XXH3-128 hash).
 
     >>> a, b = ObsDigest(), ObsDigest()
     >>> for d in (a, b):
@@ -26,7 +34,10 @@ class ObsDigest:
     def update(self, obs: Any) -> None:
         """Take one observation in; arrays are hashed from their memory, without a copy."""
         try:
-            self._hash.update(obs)
+            if isinstance(obs, np.ndarray) and obs.nbytes >= LARGE:
+                self._hash.update(xxhash.xxh3_128_digest(obs))
+            else:
+                self._hash.update(obs)
         except (TypeError, BufferError, ValueError):  # not a contiguous buffer: hash its bytes
             self._hash.update(_canonical_bytes(obs))
 
@@ -37,7 +48,8 @@ class ObsDigest:
 
 def _canonical_bytes(obs: Any) -> bytes:
     if isinstance(obs, np.ndarray):
-        return np.ascontiguousarray(obs).tobytes()
+        data = np.ascontiguousarray(obs)
+        return xxhash.xxh3_128_digest(data) if data.nbytes >= LARGE else data.tobytes()
     if isinstance(obs, dict):
         return b"".join(repr(k).encode() + _canonical_bytes(obs[k]) for k in sorted(obs))
     if isinstance(obs, (tuple, list)):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import functools
-import importlib
 import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -17,14 +16,16 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.async_vector_env import AsyncState
 from omegaconf import DictConfig, OmegaConf
 
+from rlrec import mujoco_envs
 from rlrec.config import instantiate_node
+from rlrec.env_ids import ensure_registered
 from rlrec.errors import ConfigError
 
 
-def make_env(env_cfg: DictConfig, *, render: bool) -> gym.Env:
+def make_env(env_cfg: DictConfig, *, render: bool, log_dir: Path | None = None) -> gym.Env:
     """``gymnasium.make`` from the ``env`` node, wrapped as ``env.wrappers`` says; ``render``
-    asks for ``rgb_array`` frames."""
-    env_id, kwargs = _make_kwargs(env_cfg, render)
+    asks for ``rgb_array`` frames; a simulator's log file goes to ``log_dir`` (the run's)."""
+    env_id, kwargs = _make_kwargs(env_cfg, render, log_dir)
     wrappers = wrapper_specs(env_cfg)
     with _config_errors(env_id):
         env = gym.make(env_id, **kwargs)
@@ -32,7 +33,7 @@ def make_env(env_cfg: DictConfig, *, render: bool) -> gym.Env:
         env.close()
         raise _cannot_film(env_id)
     try:
-        return apply_wrappers(wrappers, env)
+        return apply_wrappers(wrappers, _aim_afresh(env) if render else env)
     except BaseException:
         env.close()
         raise
@@ -73,14 +74,16 @@ def apply_wrappers(specs: list[dict[str, Any]], env: gym.Env) -> gym.Env:
     return env
 
 
-def make_vector_env(env_cfg: DictConfig, *, render: bool) -> gym.vector.VectorEnv:
+def make_vector_env(
+    env_cfg: DictConfig, *, render: bool, log_dir: Path | None = None
+) -> gym.vector.VectorEnv:
     """``gymnasium.make_vec`` with ``env.num_envs`` sub-environments, vectorised as
     ``env.vectorization`` says, and without autoreset: the runner resets each sub-environment
     itself, with the seed of the episode it runs next."""
-    env_id, kwargs = _make_kwargs(env_cfg, render)
+    env_id, kwargs = _make_kwargs(env_cfg, render, log_dir)
     mode = env_cfg.get("vectorization", "sync")
     vector_kwargs: dict[str, Any] = {"autoreset_mode": AutoresetMode.DISABLED}
-    wrappers: list[Any] = []
+    wrappers: list[Any] = [_aim_afresh] if render else []
     specs = wrapper_specs(env_cfg)
     if specs:
         wrappers.append(functools.partial(apply_wrappers, specs))
@@ -122,16 +125,23 @@ def close_vector_env(vec: gym.vector.VectorEnv) -> None:
     vec.closed = True
 
 
+def _aim_afresh(env: gym.Env) -> gym.Env:
+    """A MuJoCo env's camera aimed anew at every reset (``mujoco_envs.FreshCamera``)."""
+    return mujoco_envs.FreshCamera(env) if hasattr(env.unwrapped, "mujoco_renderer") else env
+
+
 def _ignore_sigint_outside(runner_pid: int, env: gym.Env) -> gym.Env:
     if os.getpid() != runner_pid:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     return env
 
 
-def _make_kwargs(env_cfg: DictConfig, render: bool) -> tuple[str, dict[str, Any]]:
+def _make_kwargs(
+    env_cfg: DictConfig, render: bool, log_dir: Path | None
+) -> tuple[str, dict[str, Any]]:
     """The checked id and the keyword arguments ``gymnasium.make`` takes for the ``env`` node."""
     env_id = env_cfg.id
-    _check_registered(env_id)
+    name = ensure_registered(env_id)
     max_steps = env_cfg.get("max_episode_steps")
     if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
         raise ConfigError(
@@ -149,8 +159,12 @@ def _make_kwargs(env_cfg: DictConfig, render: bool) -> tuple[str, dict[str, Any]
         # pygame-based envs draw off-screen for rgb_array; without a display, SDL's default driver
         # only complains (XDG_RUNTIME_DIR). The user's own setting wins.
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        mujoco_envs.prepare_gl(name)  # before anything imports mujoco, which reads MUJOCO_GL once
         with _config_errors(env_id):
             _check_can_film(env_id)
+    if log_dir is not None and mujoco_envs.uses_mujoco(name):
+        with _config_errors(env_id):
+            mujoco_envs.log_to(log_dir)  # MuJoCo would write MUJOCO_LOG.TXT in the working folder
     return env_id, kwargs
 
 
@@ -193,34 +207,11 @@ def _cannot_film(env_id: str) -> ConfigError:
     )
 
 
-def _check_registered(env_id: object) -> None:
-    """Fail early on an unknown id; ``module:Env-v0`` first imports the module that registers it."""
-    if not isinstance(env_id, str):
-        raise ConfigError(
-            "env.id", f"must be a string, got {env_id!r}", "pass e.g. env.id=CartPole-v1"
-        )
-    module, _, name = env_id.rpartition(":")
-    if module:
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            raise ConfigError(
-                "env.id", f"module {module!r} does not import ({err})", "install it or fix the name"
-            ) from None
-    if name not in gym.registry:
-        raise ConfigError("env.id", f"{env_id!r} is not a registered Gymnasium id", _id_fix(name))
-
-
-def _id_fix(env_id: object) -> str:
-    close = difflib.get_close_matches(str(env_id), list(gym.registry), n=3, cutoff=0.5)
-    if close:
-        return "did you mean " + ", ".join(f"env.id={c}" for c in close) + "?"
-    return "pass a registered id, e.g. env.id=CartPole-v1 (gymnasium.pprint_registry() lists them)"
-
-
 def _extra_fix(env_id: str) -> str:
     entry = str(gym.spec(env_id.rpartition(":")[2]).entry_point)
-    for module, extra in (("box2d", "box2d"), ("mujoco", "mujoco"), ("toy_text", "toy-text")):
+    for module, extra in (
+        ("box2d", "rlrec[box2d]"), ("mujoco", "rlrec[mujoco]"), ("toy_text", "gymnasium[toy-text]")
+    ):  # fmt: skip
         if module in entry:
-            return f'install it with pip install "gymnasium[{extra}]"'
+            return f'install it with pip install "{extra}"'
     return "install the package the message names"

@@ -61,10 +61,10 @@ def replay_to_video(
     chosen = codec_for(codec or cfg.video.codec)
     out = out or run.replay_video(episode, chosen.extension)
     out.parent.mkdir(parents=True, exist_ok=True)
-    env = make_env(cfg.env, render=True)
+    env = make_env(cfg.env, render=True, log_dir=run.path)
     video = VideoSettings(
         chosen,
-        video_fps(cfg.video.fps, env.metadata),
+        video_fps(cfg.video.fps, env.metadata, env.spec),
         preset=cfg.video.get("preset", DEFAULT_PRESET),
         crf=cfg.video.get("crf") if chosen.name == cfg.video.codec else None,
     )

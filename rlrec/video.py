@@ -58,9 +58,49 @@ class VideoSettings:
         return f"{self.name_prefix}-episode-{episode}.{self.codec.extension}"
 
 
-def video_fps(fps: float | None, metadata: dict[str, Any]) -> float:
-    """``video.fps``, or the env's real-time rate: ``metadata["render_fps"]`` (30 where absent)."""
-    return float(fps or metadata.get("render_fps") or 30)
+#: Where an env declares no ``render_fps``.
+DEFAULT_FPS = 30
+#: The Atari 2600 draws 60 frames a second; one ALE step is ``frameskip`` of them.
+ATARI_HZ = 60
+
+
+def video_fps(fps: float | None, metadata: dict[str, Any], spec: Any = None) -> float:
+    """``video.fps``, or the rate at which a film lasts as long as its episode's simulated time:
+    60 / frameskip for ALE envs (whose ``render_fps`` of 30 ignores the frame skip), else
+    ``metadata["render_fps"]`` (MuJoCo derives it from its time step and frame skip), else 30.
+
+    >>> import gymnasium as gym
+    >>> video_fps(None, {"render_fps": 50}), video_fps(24, {"render_fps": 50})
+    (50.0, 24.0)
+    >>> video_fps(None, {"render_fps": 30}, gym.envs.registration.EnvSpec(
+    ...     "ALE/Pong-v5", "ale_py.env:AtariEnv", kwargs={"frameskip": 4}))
+    15.0
+    """
+    if fps:
+        return float(fps)
+    skip = atari_frameskip(spec)
+    if skip is not None:
+        return ATARI_HZ / skip
+    return float(metadata.get("render_fps") or DEFAULT_FPS)
+
+
+def atari_frameskip(spec: Any) -> float | None:
+    """The console frames one step of an ALE env spans (the mean of a stochastic frame skip,
+    drawn from ``range(low, high)``), or None for any other env."""
+    entry = getattr(spec, "entry_point", None)
+    if not isinstance(entry, str):
+        entry = f"{getattr(entry, '__module__', '')}:{getattr(entry, '__qualname__', '')}"
+    if entry != "ale_py.env:AtariEnv":
+        return None
+    skip = spec.kwargs.get("frameskip", 4)  # AtariEnv's default
+    if isinstance(skip, (tuple, list)):
+        return (skip[0] + skip[1] - 1) / 2
+    return float(skip)
+
+
+def declares_fps(metadata: dict[str, Any], spec: Any = None) -> bool:
+    """Whether ``video_fps`` knows the env's real-time rate rather than falling back to 30."""
+    return bool(metadata.get("render_fps")) or atari_frameskip(spec) is not None
 
 
 def tile(frames: list[np.ndarray | None], grid: np.ndarray | None = None) -> np.ndarray:

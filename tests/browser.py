@@ -8,7 +8,6 @@ with ``RLREC_REQUIRE_ALL=1`` (CI, which installs it) they fail instead.
 from __future__ import annotations
 
 import functools
-import os
 import re
 import shutil
 import threading
@@ -17,8 +16,6 @@ from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 #: Flags for a headless chromium on a machine with no display and no network but loopback.
 CHROMIUM_ARGS = [
@@ -31,14 +28,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--autoplay-policy=no-user-gesture-required",
 ]
-
-
-def require(what: str, install: str) -> None:
-    """Skip (fail under ``RLREC_REQUIRE_ALL=1``) a test whose system program is missing."""
-    message = f"{what} is not installed here: {install}"
-    if os.environ.get("RLREC_REQUIRE_ALL") == "1":
-        pytest.fail(f"RLREC_REQUIRE_ALL=1 and {message}")
-    pytest.skip(message)
 
 
 def chromium_path() -> str | None:

@@ -90,12 +90,19 @@ def run_cli(
     cwd: Path = ROOT,
     command: list[str] | None = None,
     timeout: float = 300,
+    environ: dict[str, str | None] | None = None,
 ) -> CliResult:
-    """Run the real CLI in a subprocess with its output folder under ``out_dir``."""
+    """Run the real CLI in a subprocess with its output folder under ``out_dir``; ``environ``
+    sets variables for it (None: unset)."""
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     cmd = (command or [sys.executable, str(ROOT / "run.py")]) + (["-m"] if multirun else [])
     cmd += [*args, f"{key}={out_dir}"]
     env = os.environ | {"PYTHONPATH": "", "HYDRA_FULL_ERROR": ""}
+    for name, value in (environ or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     return CliResult(proc, out_dir)
 
@@ -191,7 +198,8 @@ def cfg_factory():
 @pytest.fixture(scope="session")
 def chromium():
     """Debian's chromium, launched headless by playwright (skips where it is not installed)."""
-    from tests.browser import CHROMIUM_ARGS, chromium_path, require
+    from tests.browser import CHROMIUM_ARGS, chromium_path
+    from tests.system import require
 
     path = chromium_path()
     if path is None:

@@ -24,7 +24,14 @@ class OddFrameCartPole(CartPoleEnv):
         self.screen_width, self.screen_height = 301, 199
 
 
+class NoFpsCartPole(CartPoleEnv):
+    """CartPole that does not say how fast its frames come (no ``render_fps``)."""
+
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"]}
+
+
 gym.register("NoRgbCartPole-v0", entry_point=NoRgbCartPole, max_episode_steps=500)
+gym.register("NoFpsCartPole-v0", entry_point=NoFpsCartPole, max_episode_steps=500)
 gym.register("OddFrameCartPole-v0", entry_point=OddFrameCartPole, max_episode_steps=500)
 
 

@@ -95,3 +95,35 @@ class OnlyBatchPolicy:
 
     def act_batch(self, obs: np.ndarray) -> np.ndarray:
         return (obs[:, 2] + 0.5 * obs[:, 3] > 0).astype(np.int64)
+
+
+class ObsDrivenPolicy:
+    """A deterministic policy for any env family: its action is a fixed function of the
+    observation (a joint vector, an image, or MiniGrid's dict), so a run and an independent loop
+    that see the same observations take the same actions."""
+
+    def __init__(self, observation_space: Any, action_space: Any) -> None:
+        self.action_space = action_space
+
+    def act(self, obs: Any) -> Any:
+        if isinstance(obs, dict):  # MiniGrid: what it sees, and where it faces
+            obs = np.append(np.asarray(obs["image"], np.float64).ravel(), obs["direction"])
+        x = np.asarray(obs, np.float64).ravel()
+        signal = float(np.dot(x, np.cos(np.arange(x.size))))
+        space = self.action_space
+        if hasattr(space, "n"):
+            return int(abs(signal) * 7) % int(space.n)
+        phases = signal + np.arange(space.shape[0], dtype=np.float64)
+        return (space.low + (space.high - space.low) * (0.5 + 0.5 * np.sin(phases))).astype(
+            space.dtype
+        )
+
+
+class NanPolicy:
+    """Sends NaN actions: MuJoCo warns that the simulation is unstable (and resets it)."""
+
+    def __init__(self, observation_space: Any, action_space: Any) -> None:
+        self.action = np.full(action_space.shape, np.nan, action_space.dtype)
+
+    def act(self, obs: Any) -> Any:
+        return self.action

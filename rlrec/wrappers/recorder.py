@@ -81,7 +81,9 @@ class Recorder(EndsRun, gym.Wrapper):
         replay_env = (
             None
             if rebuild_error
-            else functools.partial(make_env, OmegaConf.create(env_node), render=True)
+            else functools.partial(
+                make_env, OmegaConf.create(env_node), render=True, log_dir=self.run_dir
+            )
         )
         arguments = {
             "trigger": trigger,

@@ -66,7 +66,7 @@ class StreamedRecording:
             )
         os.makedirs(self.video_folder, exist_ok=True)
         chosen = codec_for(codec)
-        self.frames_per_sec = fps if fps is not None else video_fps(None, env.metadata)
+        self.frames_per_sec = fps if fps is not None else video_fps(None, env.metadata, env.spec)
         self.name_prefix = name_prefix
         self.video_length: float = video_length if video_length != 0 else float("inf")
         self._settings = VideoSettings(chosen, self.frames_per_sec, name_prefix, preset, crf)
