@@ -93,14 +93,21 @@ class FreshCamera(gym.Wrapper):
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         result = self.env.reset(**kwargs)
-        renderer = getattr(self.env.unwrapped, "mujoco_renderer", None)
-        viewers = getattr(renderer, "_viewers", None)
-        if viewers:  # none until the first frame: that one is aimed at this state already
-            for viewer in viewers.values():
-                renderer.viewer = viewer
-                viewer._init_camera()  # looks at the bodies where the reset left them
-                renderer._set_cam_config()  # then the env's default camera settings
+        aim_camera(self.env)
         return result
+
+
+def aim_camera(env: gym.Env) -> None:
+    """Aim the camera of a (just reset) Gymnasium MuJoCo env's renderer at the bodies where they
+    are, then apply the env's default camera settings, as its first frame did."""
+    renderer = getattr(env.unwrapped, "mujoco_renderer", None)
+    viewers = getattr(renderer, "_viewers", None)
+    if not viewers:  # no frame drawn yet: the first will be aimed at this state
+        return
+    for viewer in viewers.values():
+        renderer.viewer = viewer
+        viewer._init_camera()  # looks at the bodies where the reset left them
+        renderer._set_cam_config()
 
 
 def log_to(run_dir: Path) -> None:

@@ -17,6 +17,7 @@ dies, the encoder sees its input end and deletes the partial file.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import math
@@ -125,6 +126,9 @@ def tile(frames: list[np.ndarray | None], grid: np.ndarray | None = None) -> np.
 
 #: Frames the episode may run ahead of the encoder; bounds memory whatever the episode length.
 SLOTS = 16
+#: Frame commands sent in one write: a pipe write that wakes the encoder costs about as much as
+#: copying an Atari frame, so the episode pays it once per ``BATCH`` frames.
+BATCH = 4
 
 
 class Encoder:
@@ -150,6 +154,8 @@ class Encoder:
         # have frames in it, so the next video goes on from the next slot.
         self._in_flight = 0  # frames sent and not yet acknowledged ("ok")
         self._next_slot = 0
+        self._unsent: list[bytes] = []  # frame commands not yet written (BATCH)
+        self._replies: io.BufferedReader | None = None
         self._owed = 0  # videos closed without waiting whose "closed" is still to come
 
     def start(self, codec: Codec | None = None) -> None:
@@ -163,6 +169,8 @@ class Encoder:
                 stdout=subprocess.PIPE,
                 bufsize=0,
             )
+            # buffered: the acknowledgements of several frames arrive in one read
+            self._replies = io.BufferedReader(self._proc.stdout)
 
     def open(self, path: Path, video: VideoSettings) -> VideoWriter:
         """A writer for one video at ``path`` (its frames fix the size at the first ``add``)."""
@@ -196,7 +204,7 @@ class Encoder:
             raise OSError(f"{path.name}: {error}")
         return path
 
-    def ring(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.memmap, str]:
+    def ring(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, str]:
         """The shared-memory slots for frames of ``shape``, reallocated when the shape changes."""
         ring = self._ring
         if ring is None or ring.shape[1:] != shape or ring.dtype != dtype:
@@ -208,18 +216,32 @@ class Encoder:
             os.close(fd)
             ring = np.memmap(self._ring_path, dtype=dtype, mode="w+", shape=(SLOTS, *shape))
             self._ring = ring
-        return ring, self._ring_path
+        return ring.view(np.ndarray), self._ring_path  # a memmap's slices cost 3 us each
 
     def send(self, line: str) -> None:
+        """Write a command, after the frame commands still waiting for their batch."""
+        self._write([*self._unsent, line.encode() + b"\n"])
+
+    def send_frame(self, slot: int) -> None:
+        """The frame in ``slot`` is ready: its command goes out with the next ``BATCH``."""
+        self._unsent.append(b"frame %d\n" % slot)
+        if len(self._unsent) >= BATCH:
+            self._write(self._unsent)
+
+    def _write(self, lines: list[bytes]) -> None:
         assert self._proc is not None and self._proc.stdin is not None
+        data = b"".join(lines)
+        self._unsent = []
         try:
-            self._proc.stdin.write(line.encode() + b"\n")
+            self._proc.stdin.write(data)
         except BrokenPipeError:
             raise OSError("the video encoder process exited unexpectedly") from None
 
     def receive(self) -> str:
-        assert self._proc is not None and self._proc.stdout is not None
-        line = self._proc.stdout.readline()
+        assert self._replies is not None
+        if self._unsent:  # the reply may be to a frame not sent yet
+            self._write(self._unsent)
+        line = self._replies.readline()
         if not line:
             raise OSError("the video encoder process exited unexpectedly")
         return line.decode().rstrip("\n")
@@ -279,7 +301,7 @@ class Encoder:
                 self._proc.kill()
                 self._proc.wait()
             self._proc.stdout.close()
-            self._proc = None
+            self._proc = self._replies = None
         self._drop_ring()
 
     def _drop_ring(self) -> None:
@@ -303,7 +325,7 @@ class VideoWriter:
         self.tmp_path = partial_path(path)
         self.frames = 0
         self._encoder, self._video = encoder, video
-        self._ring: np.memmap | None = None
+        self._ring: np.ndarray | None = None
 
     def add(self, frame: np.ndarray) -> None:
         """Hand one RGB frame to the encoder; waits only while it is ``SLOTS`` frames behind."""
@@ -316,7 +338,7 @@ class VideoWriter:
             )
         slot = self._encoder.claim_slot(self.path.name)
         np.copyto(self._ring[slot], frame, casting="unsafe")
-        self._encoder.send(f"frame {slot}")
+        self._encoder.send_frame(slot)
         self.frames += 1
 
     def close(self, final: Path | None = None, wait: bool = True) -> Path:

@@ -11,6 +11,7 @@
     python scripts/bench.py parallel        # issue 7: vector envs and worker processes
     python scripts/bench.py trackers        # issues 14, 15: tracker sinks, memory sampling
     python scripts/bench.py wrappers        # issues 16, 17: the drop-in wrappers and Recorders
+    python scripts/bench.py envs            # issue 18: filming MuJoCo and Atari, memory, digest
     python scripts/bench.py core --against 829b750   # also an older commit, interleaved
 
 ``--against REV`` checks REV out in a temporary git worktree and runs every rlrec command of the
@@ -725,6 +726,124 @@ def wrappers(args: argparse.Namespace) -> None:
     shutil.rmtree(out, ignore_errors=True)
 
 
+def envs(args: argparse.Namespace) -> None:
+    """Issue 18: filming every episode of HalfCheetah (rendering-bound) and Pong (stepping-bound)
+    against rendering alone and Gymnasium's RecordVideo; memory of long MuJoCo films; the digest
+    of an Atari observation."""
+    os.environ.setdefault("MUJOCO_GL", "egl")  # the baselines need a backend; rlrec checks it
+    out = tempfile.mkdtemp(prefix="envs-bench-")
+    _film_env(args, out, "HalfCheetah-v5", episodes=1, steps=300, target=1.15)
+    _film_env(args, out, "ALE/Pong-v5", episodes=20, steps=0, target=1.2)
+    _envs_memory(out)
+    _digest_costs()
+    shutil.rmtree(out, ignore_errors=True)
+
+
+def _film_env(
+    args: argparse.Namespace, out: str, env_id: str, episodes: int, steps: int, target: float
+) -> None:
+    """Every episode of ``env_id`` filmed (``steps`` a episode, 0: the game's own end) by rlrec
+    and by Gymnasium's RecordVideo, against the same loop rendering alone."""
+    # module:Id registers the ALE ids in a commit before issue 18 too (--against)
+    as_id = f"ale_py:{env_id}" if env_id.startswith("ALE/") else env_id
+    size = ("--episodes", str(episodes), "--max-steps", str(steps))
+    one = ("--episodes", "1", "--max-steps", "1")
+    film = (f"env.id={as_id}", "trigger=every")
+    rlrec_runs = {
+        "N rlrec, every episode": (
+            *film,
+            f"env.max_episode_steps={steps or 'null'}",
+            f"episodes={episodes}",
+        ),
+        "N start-up (1 step)": (*film, "env.max_episode_steps=1"),
+    }
+
+    def loop(kind: str, *more: str) -> list[str]:
+        videos = ("--out", tempfile.mkdtemp(dir=out)) if kind == "recordvideo" else ()
+        return baseline(kind, "--env", env_id, "--policy", "random", *videos, *more)
+
+    commands = {
+        "R render only": lambda: loop("render", *size),
+        "R start-up (1 step)": lambda: loop("render", *one),
+        "G gymnasium RecordVideo": lambda: loop("recordvideo", *size),
+        "G start-up (1 step)": lambda: loop("recordvideo", *one),
+        **{name: (lambda o=o: rlrec(*o)) for name, o in rlrec_runs.items()},
+    }
+    runs = interleaved(with_old(commands, rlrec_runs), args.repeats)
+    names = ("R render only", "G gymnasium RecordVideo", "N rlrec, every episode")
+    whole = {name: median(runs[name]) for name in names}
+    loops = {name: whole[name] - median(runs[f"{name[0]} start-up (1 step)"]) for name in names}
+    r, g, n = loops.values()
+    steps_text = f"{steps} steps" if steps else "to the game's end"
+    print(
+        f"\n{env_id}, {episodes} episode(s) {steps_text}, random actions, every episode filmed "
+        f"(median of {args.repeats}; loop = whole process - a 1-step run's):"
+    )
+    for name, seconds in loops.items():
+        print(f"  {name:26s} loop {seconds:7.2f} s   whole process {whole[name]:7.2f} s")
+    ratio = whole["N rlrec, every episode"] / whole["R render only"]
+    print(f"  N / R = {n / r:.3f}x loop, {ratio:.3f}x whole process   (target <= {target}x)")
+    print(f"  G / N = {g / n:.2f}x loop   (Gymnasium's RecordVideo over rlrec)")
+    print_against(runs, ["N rlrec, every episode"])
+
+
+def _envs_memory(out: str) -> None:
+    """Peak memory of one filmed HalfCheetah episode, 250 and 1,000 steps: rlrec's processes
+    together against the bare Gymnasium loop that renders the same frames."""
+    cheetah = ("--env", "HalfCheetah-v5", "--policy", "random", "--episodes", "1")
+    bare = measure(baseline("render", *cheetah, "--max-steps", "1000"))
+    peaks = {}
+    for steps in (250, 1000):
+        overrides = ("env.id=HalfCheetah-v5", "trigger=every", f"env.max_episode_steps={steps}")
+        peaks[steps] = measure(rlrec(*overrides), track_tree=True).peak_mb
+    print("\nMemory, one filmed HalfCheetah episode (480x480 frames), peak RSS:")
+    print(f"  bare Gymnasium loop rendering 1,000 steps     {bare.peak_mb:6.0f} MB")
+    for steps, peak in peaks.items():
+        print(f"  rlrec, {steps:5,d} steps (run + encoder processes) {peak:6.0f} MB")
+    print(
+        f"  rlrec 1,000 steps - bare = {peaks[1000] - bare.peak_mb:+.0f} MB (target <= +150 MB); "
+        f"1,000 - 250 steps = {peaks[1000] - peaks[250]:+.0f} MB (flat)"
+    )
+
+
+def _digest_costs() -> None:
+    """What hashing one Atari observation costs, alone and between emulator steps."""
+    import hashlib
+
+    import ale_py
+    import gymnasium as gym
+    import xxhash
+
+    gym.register_envs(ale_py)
+    env = gym.make("ALE/Pong-v5")
+    hashes = {
+        "none": None,
+        "BLAKE2b (before)": lambda obs: hashlib.blake2b(obs, digest_size=16).digest(),
+        "XXH3-128": xxhash.xxh3_128_digest,
+        "XXH64 (rlrec)": xxhash.xxh64_digest,
+    }
+    per_step = dict.fromkeys(hashes, 0.0)
+    steps = dict.fromkeys(hashes, 0)
+    for seed in range(4):  # the hashes take turns episode by episode
+        for name, digest in hashes.items():
+            env.action_space.seed(seed)
+            obs, _ = env.reset(seed=seed)
+            start, done = time.perf_counter(), False
+            while not done:
+                obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+                if digest is not None:
+                    digest(obs)
+                steps[name] += 1
+                done = terminated or truncated
+            per_step[name] += time.perf_counter() - start
+    print("\nDigest of a Pong observation (210x160x3), per step of 4 Pong episodes:")
+    floor = per_step["none"] / steps["none"]
+    for name in hashes:
+        step_us = per_step[name] / steps[name] * 1e6
+        print(f"  {name:18s} {step_us:6.1f} us a step  (+{step_us - floor * 1e6:5.1f} us)")
+    env.close()
+
+
 def _vector_wrappers(args: argparse.Namespace, out: str) -> None:
     """Issue 17: on a SyncVectorEnv of 8 CartPoles, the vector statistics wrappers and the
     vector Recorder; filming sub-environment 0 against rendering it alone."""
@@ -830,6 +949,7 @@ def main() -> None:
             "parallel",
             "trackers",
             "wrappers",
+            "envs",
         ],
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs of each filming command")
@@ -853,6 +973,7 @@ def main() -> None:
         "parallel": parallel,
         "trackers": trackers,
         "wrappers": wrappers,
+        "envs": envs,
     }
     suites[args.suite](args)
 

@@ -7,6 +7,7 @@
 ``recordvideo``: Gymnasium's RecordVideo + RecordEpisodeStatistics filming every episode (moviepy);
 with ``--wrappers rlrec``, rlrec's drop-ins of the two instead (the same loop, another import).
 ``render``: the same loop calling ``env.render()`` and dropping the frame: the floor for a recorder.
+Both take ``--env`` (an ALE id imports ale-py) and ``--policy random``.
 ``guide``: the "Recording Agents" guide's training loop with RecordEpisodeStatistics (random
 policy, each episode logged), without RecordVideo: what ``trigger=never`` replaces; with
 ``--wrappers rlrec``, rlrec's drop-in RecordEpisodeStatistics.
@@ -46,16 +47,33 @@ def _wrapper(args: argparse.Namespace, name: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
+def _make(args: argparse.Namespace, **kwargs) -> gym.Env:
+    """``gymnasium.make(args.env)``, with the package that registers ALE ids imported first."""
+    if args.env.startswith("ALE/"):
+        import ale_py
+
+        gym.register_envs(ale_py)
+    return gym.make(args.env, max_episode_steps=args.max_steps, **kwargs)
+
+
+def _policy(args: argparse.Namespace, env: gym.Env):
+    """``--policy``: a CartPole controller, or ``random`` (the action space's own sampler)."""
+    if args.policy == "random":
+        return lambda obs: env.action_space.sample()
+    return POLICIES[args.policy]
+
+
 def recordvideo(args: argparse.Namespace) -> None:
     RecordEpisodeStatistics = _wrapper(args, "RecordEpisodeStatistics")
     RecordVideo = _wrapper(args, "RecordVideo")
-    env = gym.make("CartPole-v1", render_mode="rgb_array", max_episode_steps=args.max_steps)
+    env = _make(args, render_mode="rgb_array")
     env = RecordVideo(
         env, video_folder=args.out, name_prefix="eval", episode_trigger=lambda _: True
     )
     env = RecordEpisodeStatistics(env, buffer_length=args.episodes)
-    act = POLICIES[args.policy]
+    act = _policy(args, env)
     for seed in range(args.episodes):
+        env.action_space.seed(seed)
         obs, _ = env.reset(seed=seed)
         done = False
         while not done:
@@ -66,10 +84,11 @@ def recordvideo(args: argparse.Namespace) -> None:
 
 
 def render(args: argparse.Namespace) -> None:
-    env = gym.make("CartPole-v1", render_mode="rgb_array", max_episode_steps=args.max_steps)
-    act = POLICIES[args.policy]
+    env = _make(args, render_mode="rgb_array")
+    act = _policy(args, env)
     lengths = []
     for seed in range(args.episodes):
+        env.action_space.seed(seed)
         obs, _ = env.reset(seed=seed)
         env.render()
         done, length = False, 0
@@ -202,8 +221,8 @@ def main() -> None:
         choices=["recordvideo", "render", "guide", "recorder", "vector", "vector-loop"],
     )
     parser.add_argument("--episodes", type=int, default=5)
-    parser.add_argument("--max-steps", type=int, default=500)
-    parser.add_argument("--policy", choices=sorted(POLICIES), default="balance")
+    parser.add_argument("--max-steps", type=int, default=500, help="0: the env's own limit")
+    parser.add_argument("--policy", choices=[*sorted(POLICIES), "random"], default="balance")
     parser.add_argument("--out", default="bench-videos")
     parser.add_argument(
         "--contract-seeds",
@@ -221,10 +240,13 @@ def main() -> None:
         "--render-first", action="store_true", help="vector-loop: render sub-env 0 each step"
     )
     parser.add_argument("--trigger", default="never", help="recorder: its trigger")
-    parser.add_argument("--env", default="CartPole-v1", help="vector: the env id")
+    parser.add_argument(
+        "--env", default="CartPole-v1", help="recordvideo, render, vector: the env id"
+    )
     parser.add_argument("--num-envs", type=int, default=2, help="vector: sub-environments")
     parser.add_argument("--vectorization", default="async", help="vector: sync or async")
     args = parser.parse_args()
+    args.max_steps = args.max_steps or None
     baselines = {
         "recordvideo": recordvideo,
         "render": render,

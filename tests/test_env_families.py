@@ -268,3 +268,22 @@ def test_large_observations_digest_by_content():
     import hashlib
 
     assert digest(small) == hashlib.blake2b(small.tobytes(), digest_size=16).hexdigest()
+
+
+def test_a_recorder_films_a_mujoco_episode_as_its_replay_does(tmp_path, monkeypatch):
+    need_gl(PRESETS["halfcheetah"])
+    from rlrec.wrappers import Recorder
+
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    env = gym.make("HalfCheetah-v5", render_mode="rgb_array", max_episode_steps=8)
+    with Recorder(env, tmp_path / "run", trigger="every", sinks=["parquet"], seed=3) as recorded:
+        for _ in range(2):
+            recorded.reset()
+            done = False
+            while not done:
+                _, _, terminated, truncated, _ = recorded.step(recorded.action_space.sample())
+                done = terminated or truncated
+    rows = rows_of(tmp_path / "run")
+    assert_films_play_each_episode(tmp_path / "run", rows, 20.0)
+    replayed = replay_to_video(tmp_path / "run", 1)
+    assert np.array_equal(all_frames(replayed), all_frames(tmp_path / "run" / rows[1]["video"]))

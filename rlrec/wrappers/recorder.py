@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 
 from rlrec.envs import make_env
 from rlrec.episode import Episode
+from rlrec.mujoco_envs import aim_camera
 from rlrec.seeding import episode_seed, policy_seed
 from rlrec.wrappers.loop import EndsRun, LoopRun, loop_objects, new_run_dir, no_hooks
 
@@ -125,6 +126,7 @@ class Recorder(EndsRun, gym.Wrapper):
             actions_seed = policy_seed(self._run_seed, index)
         episode = Episode(index, run.objects.hooks, seed=reset_seed, policy_seed=actions_seed)
         obs, info = self.env.reset(seed=reset_seed, options=options)
+        aim_camera(self.env)  # a MuJoCo film then shows its episode as a replay of it would
         writer, episode.live = run.objects.filming.begins(index, replayable=reset_seed is not None)
         try:
             episode.begin(obs, writer, self.env.render() if writer is not None else None)
