@@ -28,8 +28,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-#: Frames acknowledged in one write; at most ``rlrec.video.SLOTS`` (16), the frames the parent
-#: may have in flight.
+#: Frames acknowledged in one write; at most ``rlrec.video.MIN_SLOTS`` (8), the fewest frames
+#: the parent may have in flight.
 ACK_BATCH = 4
 
 
@@ -265,7 +265,7 @@ def main() -> None:
 
     def acknowledge() -> None:
         # Each write wakes the parent (30 us on a VM's two cores): the "ok"s of ACK_BATCH frames
-        # go in one. The parent waits only with all SLOTS frames in flight, so at least
+        # go in one. The parent waits only with all its ring's frames in flight, so at least
         # ACK_BATCH of them are here to be encoded, and the batch always fills.
         nonlocal unacknowledged
         unacknowledged += 1

@@ -31,7 +31,7 @@ from rlrec.policies import PolicyHooks, build_policy
 from rlrec.rundir import RunDir
 from rlrec.signals import StopSignals
 from rlrec.sinks import Sink, as_sink
-from rlrec.triggers import TriggerView
+from rlrec.triggers import Never, TriggerView
 from rlrec.video import Encoder, VideoSettings, declares_fps, video_fps
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,12 @@ class Objects:
         return self.cfg.get("workers", 1) if self.worker is None else 1
 
     @property
+    def indices(self) -> range:
+        """The episodes this run (or this shard of it) runs, in order."""
+        shards = self.cfg.get("shards", 1)
+        return range(self.cfg.get("shard", 0), self.episodes, shards)
+
+    @property
     def parallel(self) -> bool:
         """Whether episodes run side by side (sub-environments, worker processes) and so arrive
         out of order."""
@@ -106,6 +112,9 @@ def build(cfg: DictConfig, run_dir: Path | str, job: int = 0, worker: int | None
     run = RunDir(run_dir)
     in_charge = worker is None
     trigger = TriggerView(instantiate_node(cfg.trigger, "trigger"))
+    if cfg.get("shards", 1) > 1 and trigger.decides_after:
+        _check_sharded_decision(cfg, trigger)
+        trigger = TriggerView(Never())  # decided, and filmed by replay, when the shards merge
     codec = codec_for(cfg.video.codec)
     preset, crf = cfg.video.get("preset", DEFAULT_PRESET), cfg.video.get("crf")
     check_quality(codec, preset, crf)
@@ -169,7 +178,7 @@ def build(cfg: DictConfig, run_dir: Path | str, job: int = 0, worker: int | None
         cfg, run, job, worker, trigger, filming, hooks.policy, hooks, success, signals,
         env=env, vec=vec, vec_hooks=vec_hooks, sinks=sinks,
     )  # fmt: skip
-    if in_charge and parallel:
+    if in_charge and (parallel or cfg.get("shards", 1) > 1):
         try:
             _check_parallel(objects)
         except BaseException:
@@ -253,10 +262,33 @@ def _vector_hooks(
     return [first, *rest]
 
 
+def _check_sharded_decision(cfg: DictConfig, trigger: TriggerView) -> None:
+    """A trigger that decides after the episodes, in a shard: the merge films its choices by
+    replaying them, from the shards' actions."""
+    if trigger.method == "buffer":
+        raise ConfigError(
+            "trigger.method",
+            "buffer films every episode to a temporary file in the process that runs it; "
+            "with shards the decision is made when they merge",
+            "use trigger.method=replay (or auto) with shards",
+        )
+    parquet = cfg.sinks.get("parquet")
+    if parquet is None or not parquet.get("actions", True):
+        raise ConfigError(
+            "sinks.parquet.actions",
+            "the shards' merge films the trigger's choices by replaying their actions, which "
+            "are not stored",
+            "keep the parquet sink with sinks.parquet.actions=true",
+        )
+
+
 def _check_parallel(objects: Objects) -> None:
-    """What sub-environments and worker processes cannot do, refused before anything runs."""
+    """What sub-environments, worker processes and shards cannot do, refused before anything
+    runs."""
     cfg, trigger = objects.cfg, objects.trigger
     key = "workers" if cfg.get("workers", 1) > 1 else "env.num_envs"
+    if cfg.get("shards", 1) > 1 and cfg.get("workers", 1) == 1 and cfg.env.get("num_envs", 1) == 1:
+        key = "shards"
     if objects.learns:
         raise ConfigError(
             key,

@@ -90,7 +90,8 @@ VECTORIZATION = ("sync", "async")
 
 
 def _check_parallelism(cfg: DictConfig) -> None:
-    """``env.num_envs``, ``env.vectorization``, ``workers`` and ``video.tile``."""
+    """``env.num_envs``, ``env.vectorization``, ``workers``, ``shards``, ``shard`` and
+    ``video.tile``."""
     num_envs = cfg.env.get("num_envs", 1)
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
         raise ConfigError(
@@ -108,10 +109,28 @@ def _check_parallelism(cfg: DictConfig) -> None:
         raise ConfigError(
             "workers", f"must be an integer >= 1, got {workers!r}", "pass e.g. workers=2"
         )
+    shards, shard = cfg.get("shards", 1), cfg.get("shard", 0)
+    if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
+        raise ConfigError(
+            "shards", f"must be an integer >= 1, got {shards!r}", "pass e.g. shards=8"
+        )
+    if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < shards:
+        raise ConfigError(
+            "shard",
+            f"must be an integer from 0 to shards - 1 = {shards - 1}, got {shard!r}",
+            f"sweep it with shards: python run.py -m 'shard=range(0,{max(shards, 2)})' "
+            f"shards={max(shards, 2)}",
+        )
     tile = cfg.video.get("tile", False)
     if not isinstance(tile, bool):
         raise ConfigError(
             "video.tile", f"must be true or false, got {tile!r}", "pass video.tile=true"
+        )
+    if tile and shards > 1:
+        raise ConfigError(
+            "video.tile",
+            "each shard would film a grid of its own, and the merged run has one per episode",
+            "film a file per episode (video.tile=false) when shards > 1",
         )
     if tile and num_envs == 1:
         raise ConfigError(

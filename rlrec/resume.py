@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -74,6 +73,8 @@ def find_resume_point(run: RunDir, learns: bool, can_load: bool) -> ResumePoint:
         usable = run.checkpoints_up_to(finished) if can_load else []
         point.start, point.checkpoint = usable[-1] if usable else (0, None)
     if table is not None:
+        import pyarrow.compute as pc  # a resume's only: 8 MB a run would carry
+
         kept = table.filter(pc.less(table["episode"], point.start)).sort_by("episode")
         point.kept = [EpisodeRecord.from_row(row) for row in kept.to_pylist()]
     return point
@@ -83,6 +84,8 @@ def truncate(run: RunDir, start: int) -> None:
     """Keep only episodes before ``start`` on disk: as the first part of a fresh parts folder
     (the Parquet sink appends after it), and drop the videos of the episodes to run again and
     what the end of the run makes anew (timelapse, learning curve)."""
+    import pyarrow.compute as pc
+
     for read, final, parts in (
         (run.read_episodes, run.episodes, run.episode_parts),
         (run.read_actions, run.actions, run.action_parts),

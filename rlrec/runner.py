@@ -109,7 +109,7 @@ class Runner:
     def _records(self, start: int) -> Iterator[EpisodeRecord]:
         """The run's finished episodes from ``start`` on, in order."""
         o = self.o
-        todo = range(start, o.episodes)
+        todo = o.indices[_position(o.indices, start) :]
         if not o.parallel:
             yield from run_here(o, todo)
             return
@@ -120,7 +120,7 @@ class Runner:
             source = pool.records(o.signals)
         else:
             source = run_here(o, todo)
-        self._in_order = InOrder(start)
+        self._in_order = InOrder(todo.start, todo.step)
         try:
             for record in source:
                 self._in_order.add(record)
@@ -248,8 +248,8 @@ class InOrder:
     [3]
     """
 
-    def __init__(self, first: int) -> None:
-        self._next = first  # the episode whose turn it is
+    def __init__(self, first: int, step: int = 1) -> None:
+        self._next, self._step = first, step  # the episode whose turn it is; a shard's stride
         self._waiting: dict[int, Any] = {}
 
     def add(self, record: Any) -> None:
@@ -259,14 +259,23 @@ class InOrder:
     def due(self) -> Iterator[Any]:
         """The records whose turn it is, in order (each handed out once)."""
         while self._next in self._waiting:
-            self._next += 1
-            yield self._waiting.pop(self._next - 1)
+            self._next += self._step
+            yield self._waiting.pop(self._next - self._step)
 
     def rest(self) -> list[Any]:
         """What is still waiting (an earlier episode never came), in order; then nothing."""
         rest = [self._waiting[e] for e in sorted(self._waiting)]
         self._waiting.clear()
         return rest
+
+
+def _position(indices: range, start: int) -> int:
+    """How many of ``indices`` come before episode ``start`` (where a resumed run goes on).
+
+    >>> _position(range(1, 20, 4), 0), _position(range(1, 20, 4), 6), _position(range(1, 20, 4), 99)
+    (0, 2, 5)
+    """
+    return min(len(indices), max(0, -(-(start - indices.start) // indices.step)))
 
 
 def record(cfg: Any, run_dir: Path | str, job: int = 0) -> dict[str, Any]:

@@ -126,6 +126,10 @@ def tile(frames: list[np.ndarray | None], grid: np.ndarray | None = None) -> np.
 
 #: Frames the episode may run ahead of the encoder; bounds memory whatever the episode length.
 SLOTS = 16
+#: ... but no more than fit in this many bytes (at least ``MIN_SLOTS``): a ring of 480x480 MuJoCo
+#: frames holds 8, not 16 (the ring's pages count in both processes' memory).
+RING_BYTES = 6 * 2**20
+MIN_SLOTS = 8
 #: Frame commands sent in one write: a pipe write that wakes the encoder costs about as much as
 #: copying an Atari frame, so the episode pays it once per ``BATCH`` frames.
 BATCH = 4
@@ -150,6 +154,7 @@ class Encoder:
         self._proc: subprocess.Popen[bytes] | None = None
         self._ring: np.memmap | None = None
         self._ring_path: str | None = None
+        self._slots = SLOTS
         # The ring is the encoder's, not a video's: a video closed without waiting may still
         # have frames in it, so the next video goes on from the next slot.
         self._in_flight = 0  # frames sent and not yet acknowledged ("ok")
@@ -214,8 +219,10 @@ class Encoder:
             folder = "/dev/shm" if os.path.isdir("/dev/shm") else None  # RAM-backed on Linux
             fd, self._ring_path = tempfile.mkstemp(prefix="rlrec-frames-", dir=folder)
             os.close(fd)
-            ring = np.memmap(self._ring_path, dtype=dtype, mode="w+", shape=(SLOTS, *shape))
-            self._ring = ring
+            frame_bytes = max(1, math.prod(shape) * np.dtype(dtype).itemsize)
+            slots = max(MIN_SLOTS, min(SLOTS, RING_BYTES // frame_bytes))
+            ring = np.memmap(self._ring_path, dtype=dtype, mode="w+", shape=(slots, *shape))
+            self._ring, self._slots = ring, slots
         return ring.view(np.ndarray), self._ring_path  # a memmap's slices cost 3 us each
 
     def send(self, line: str) -> None:
@@ -248,12 +255,12 @@ class Encoder:
 
     def claim_slot(self, video: str) -> int:
         """A free ring slot for the next frame; waits only while every slot is in flight."""
-        while self._in_flight == SLOTS:
+        while self._in_flight == self._slots:
             reply = self._reply()
             if reply.startswith("error "):
                 raise OSError(f"video {video}: {reply[6:]}")
         slot = self._next_slot
-        self._next_slot = (slot + 1) % SLOTS
+        self._next_slot = (slot + 1) % self._slots
         self._in_flight += 1
         return slot
 
@@ -372,6 +379,6 @@ class VideoWriter:
             "shape": list(frame.shape),
             "dtype": frame.dtype.str,
             "shm": ring_path,
-            "slots": SLOTS,
+            "slots": len(self._ring),
         }
         self._encoder.send(f"open {json.dumps(spec)}")

@@ -219,11 +219,17 @@ def _spawn_by_default() -> Iterator[None]:
         mp.set_start_method(previous, force=True)
 
 
-def _chunks(episodes: range, workers: int) -> Iterator[tuple[int, int]]:
-    """``episodes`` as (start, stop) chunks: at least 32 per worker, at most CHUNK_EPISODES long."""
+def _chunks(episodes: range, workers: int) -> Iterator[tuple[int, int, int]]:
+    """``episodes`` (a shard's every ``shards``-th) as (start, stop, step) chunks: at least 32
+    per worker, at most CHUNK_EPISODES long.
+
+    >>> list(_chunks(range(1, 10, 4), 2))
+    [(1, 5, 4), (5, 9, 4), (9, 13, 4)]
+    """
     size = max(1, min(CHUNK_EPISODES, len(episodes) // (workers * 32)))
-    for start in range(episodes.start, episodes.stop, size):
-        yield start, min(start + size, episodes.stop)
+    for first in range(0, len(episodes), size):
+        chunk = episodes[first : first + size]
+        yield chunk.start, chunk.stop, chunk.step
 
 
 def _take(tasks: mp.Queue) -> Iterator[int]:
