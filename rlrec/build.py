@@ -294,7 +294,7 @@ def _check_parallel(objects: Objects) -> None:
             key,
             f"{cfg.policy._target_} learns (it has update or end_episode), and "
             "episodes run side by side would teach it out of order, or teach separate copies",
-            "train with env.num_envs=1 workers=1 and evaluate the result in parallel (a "
+            "train with env.num_envs=1 workers=1 shards=1 and evaluate the result in parallel (a "
             "policy that does not learn can say so with an attribute learning = False)",
         )
     if trigger.decides_after and trigger.method == "buffer":

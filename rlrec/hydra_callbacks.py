@@ -41,6 +41,12 @@ def unique_dir(base: str) -> str:
     return _claimed[base]
 
 
+def job_subdir(sweep_dir: str, num: int) -> str:
+    """A sweep job's folder name: its number, or ``<number>-<k>`` when a job of an earlier
+    launch into the same sweep folder has it (a shard run again must not overwrite another)."""
+    return Path(unique_dir(f"{sweep_dir}/{num}")).name
+
+
 def run_dir(resume: str | None, base: str) -> str:
     """The run's folder: the one being resumed, else a new unique one."""
     return str(resume) if resume else unique_dir(base)
@@ -64,6 +70,7 @@ def register_resolvers() -> None:
     # joblib worker process) sees the folder its sweep claimed instead of claiming another.
     for name, resolver in (
         ("rlrec_unique_dir", unique_dir),
+        ("rlrec_job_subdir", job_subdir),
         ("rlrec_run_dir", run_dir),
         ("rlrec_record_dir", record_dir),
     ):
@@ -124,11 +131,18 @@ class SummarizeSweep(Callback):
             print(f"rlrec: warning: the sweep's MLflow run could not start: {err}", file=sys.stderr)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from rlrec.merge import describe, merge_sweep, sharded_runs
         from rlrec.report import write_sweep_report  # only when a sweep ends
         from rlrec.rundir import SweepDir
         from rlrec.sweep import summarize_sweep  # scipy, matplotlib: only when a sweep ends
 
-        summary = summarize_sweep(Path(config.hydra.sweep.dir), self.window, self.plot)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        incomplete = 0
+        if sharded_runs(sweep_dir):  # first the shards become their runs: those are summarized
+            for merged in merge_sweep(sweep_dir):
+                print(f"rlrec: {describe(merged, sweep_dir)}", file=sys.stderr)
+                incomplete += not merged.complete
+        summary = summarize_sweep(sweep_dir, self.window, self.plot)
         write_sweep_report(SweepDir(summary.dir), summary.jobs, summary.groups, self.window)
         _log_sweep_to_trackers(SweepDir(summary.dir), config.get("sinks"), bool(summary.failed))
         print(summary.markdown)
@@ -138,6 +152,7 @@ class SummarizeSweep(Callback):
                 f"{', '.join(map(str, summary.failed))}",
                 file=sys.stderr,
             )
+        if summary.failed or incomplete:
             sys.exit(1)
 
 

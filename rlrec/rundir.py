@@ -377,6 +377,23 @@ class SweepDir:
         return [SweepDir(p) for p in sorted(found)]
 
 
+def parse_overrides(overrides_file: Path) -> dict[str, Any]:
+    """A job's task overrides as ``{key: typed value}``, parsed as Hydra parses them."""
+    import yaml
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    lines = yaml.safe_load(overrides_file.read_text()) or []
+    parsed = OverridesParser.create().parse_overrides(lines)
+    return {o.key_or_group: _plain(o.value()) for o in parsed}
+
+
+def _plain(value: Any) -> Any:
+    """Hydra override values to what a Parquet column can hold (lists and dicts as JSON)."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, default=str)
+    return value
+
+
 def write_parquet(table: Any, path: Path) -> None:
     """Write an Arrow table to ``path`` whole."""
     import pyarrow.parquet as pq

@@ -17,11 +17,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 import yaml
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from scipy import stats
 
 from rlrec.plots import plot_learning_curves
-from rlrec.rundir import RunDir, SweepDir, write_parquet, write_text
+from rlrec.rundir import RunDir, SweepDir, parse_overrides, write_parquet, write_text
 
 log = logging.getLogger(__name__)
 
@@ -100,20 +99,35 @@ def find_jobs(sweep_dir: Path) -> list[Job]:
                 summary.get("peak_rss_bytes"),
             )
         )
-    return sorted(jobs, key=lambda j: j.job)
+    return sorted(_merged_runs(sweep_dir, jobs), key=lambda j: j.job)
+
+
+def _merged_runs(sweep_dir: Path, jobs: list[Job]) -> list[Job]:
+    """``jobs`` with each sharded run's shards replaced by the one run they merge into (``shard``
+    left out of its overrides, as ``seed`` is of the groups); a run whose shards are not all
+    there is "incomplete" until ``rlrec-merge`` completes it."""
+    from rlrec.merge import merged_dir, sharded_runs
+
+    runs = sharded_runs(sweep_dir)
+    if not runs:
+        return jobs
+    shard_dirs = {shard.run.path for run in runs for shard in run.shards}
+    merged = [job for job in jobs if job.dir not in shard_dirs]
+    for k, run in enumerate(runs):
+        out = RunDir(merged_dir(sweep_dir, k, len(runs)))
+        summary = out.read_summary()
+        status = summary.get("status", "incomplete")
+        error = None if status == "complete" else "shards missing (rlrec-merge names them)"
+        seed = run.label.get(SEED_KEY, run.config.get(SEED_KEY))
+        peak = summary.get("peak_rss_bytes")
+        merged.append(Job(out.path, run.first_job, dict(run.label), status, error, seed, peak))
+    return merged
 
 
 def _recorded_seed(run: RunDir) -> int | None:
     """The run seed in the job's recorded config (a job that failed early has no summary)."""
     config = yaml.safe_load(run.hydra_config.read_text()) if run.hydra_config.exists() else None
     return config.get("seed") if isinstance(config, dict) else None
-
-
-def parse_overrides(overrides_file: Path) -> dict[str, Any]:
-    """A job's task overrides as ``{key: typed value}``, parsed as Hydra parses them."""
-    lines = yaml.safe_load(overrides_file.read_text()) or []
-    parsed = OverridesParser.create().parse_overrides(lines)
-    return {o.key_or_group: _plain(o.value()) for o in parsed}
 
 
 def summarize_sweep(sweep_dir: Path | str, window: int = 100, plot: bool = True) -> SweepSummary:
@@ -149,18 +163,19 @@ def summarize_sweep(sweep_dir: Path | str, window: int = 100, plot: bool = True)
 
 
 def _attach_returns(jobs: list[Job]) -> None:
-    """Every job's returns in episode order, read as one Parquet dataset."""
-    files = [str(RunDir(j.dir).episodes) for j in jobs if RunDir(j.dir).episodes.exists()]
+    """Every job's returns in episode order, read as one Parquet dataset (each row told to its
+    job by its file: merged runs all say job 0, as a run done in one go does)."""
+    files = {str(RunDir(j.dir).episodes): j for j in jobs if RunDir(j.dir).episodes.exists()}
     if not files:
         return
-    table = ds.dataset(files, format="parquet").to_table(columns=["job", "episode", "return"])
-    table = table.sort_by([("job", "ascending"), ("episode", "ascending")])
-    job_ids = table["job"].to_numpy()
+    columns = ["__filename", "episode", "return"]
+    table = ds.dataset(list(files), format="parquet").to_table(columns=columns)
+    table = table.sort_by([("__filename", "ascending"), ("episode", "ascending")])
+    names = table["__filename"].to_numpy(zero_copy_only=False)
     returns = table["return"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, job_ids[1:] != job_ids[:-1]])
-    by_job = dict(zip(job_ids[starts].tolist(), np.split(returns, starts[1:]), strict=True))
-    for job in jobs:
-        job.returns = by_job.get(job.job, np.empty(0))
+    starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])
+    for start, part in zip(starts, np.split(returns, starts[1:]), strict=True):
+        files[names[start]].returns = part
 
 
 def _job_row(job: Job, keys: list[str], window: int) -> dict[str, Any]:
@@ -311,13 +326,6 @@ def _interval(low: float | None, high: float | None, n_seeds: int) -> str:
     if low is not None:
         return f"[{low:.2f}, {high:.2f}]"
     return "n/a (1 seed)" if n_seeds == 1 else "n/a (no seed completed)" if not n_seeds else "n/a"
-
-
-def _plain(value: Any) -> Any:
-    """Hydra override values to what a Parquet column can hold (lists and dicts as JSON)."""
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, default=str)
-    return value
 
 
 def _typed_table(rows: list[dict[str, Any]], names: list[str]) -> pa.Table:

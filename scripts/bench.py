@@ -12,6 +12,7 @@
     python scripts/bench.py trackers        # issues 14, 15: tracker sinks, memory sampling
     python scripts/bench.py wrappers        # issues 16, 17: the drop-in wrappers and Recorders
     python scripts/bench.py envs            # issue 18: filming MuJoCo and Atari, memory, digest
+    python scripts/bench.py scale           # issue 19: one run as shards on joblib; the merge
     python scripts/bench.py core --against 829b750   # also an older commit, interleaved
 
 ``--against REV`` checks REV out in a temporary git worktree and runs every rlrec command of the
@@ -844,6 +845,38 @@ def _digest_costs() -> None:
     env.close()
 
 
+def scale(args: argparse.Namespace) -> None:
+    """Issue 19: 100,000 stats-only CartPole episodes as one run and as 2 shards on joblib with
+    two workers (the merge included); what the merge alone costs for 100,000 rows and 200 films."""
+    stats = ("episodes=100000", "trigger=never", "sinks=[parquet]")
+    shards = ("shard=range(0,2)", "shards=2", *stats)
+    joblib = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    commands = {
+        "S one run": lambda: rlrec(*stats),
+        "H 2 shards on joblib, merged": lambda: rlrec_sweep(*shards, *joblib)[0],
+    }
+    runs = interleaved(commands, args.repeats)
+    one, sharded = (median(runs[name]) for name in commands)
+    print(f"\n100,000 stats-only CartPole episodes, whole process (median of {args.repeats}):")
+    for name in commands:
+        print(f"  {name:30s} {median(runs[name]):7.2f} s")
+    print(f"  S / H = {one / sharded:.2f}x   (target >= 1.5x)")
+
+    filmed = ("trigger=periodic", "trigger.period=500", "sinks=[parquet]")
+    command, sweep = rlrec_sweep(
+        "shard=range(0,2)", "shards=2", "episodes=100000", *filmed, *joblib,
+        "~hydra.callbacks.summarize_sweep",  # merged below, timed on its own
+    )  # fmt: skip
+    measure(command)
+    merge = measure([PY, "-m", "rlrec.merge", str(sweep)])
+    videos = len(list((sweep / "merged" / "videos").glob("*.mp4")))
+    print(
+        f"\nThe merge alone (rlrec-merge), 100,000 rows and {videos} films from 2 shards: "
+        f"{merge.seconds:.2f} s, peak {merge.peak_mb:.0f} MB"
+    )
+    shutil.rmtree(sweep.parent, ignore_errors=True)
+
+
 def _vector_wrappers(args: argparse.Namespace, out: str) -> None:
     """Issue 17: on a SyncVectorEnv of 8 CartPoles, the vector statistics wrappers and the
     vector Recorder; filming sub-environment 0 against rendering it alone."""
@@ -950,6 +983,7 @@ def main() -> None:
             "trackers",
             "wrappers",
             "envs",
+            "scale",
         ],
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs of each filming command")
@@ -974,6 +1008,7 @@ def main() -> None:
         "trackers": trackers,
         "wrappers": wrappers,
         "envs": envs,
+        "scale": scale,
     }
     suites[args.suite](args)
 

@@ -58,3 +58,19 @@ class NoiseFrameCartPole(CartPoleEnv):
 
 
 gym.register("NoiseFrameCartPole-v0", entry_point=NoiseFrameCartPole, max_episode_steps=500)
+
+
+class FailWhileFileExists(gym.Wrapper):
+    """Fails the reset with seed ``seed`` while ``path`` exists: a job that crashes once, then
+    succeeds when run again (the file removed), with the same config."""
+
+    def __init__(self, env: gym.Env, path: str, seed: int) -> None:
+        super().__init__(env)
+        self.path, self.fail_seed = path, seed
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        import os
+
+        if seed == self.fail_seed and os.path.exists(self.path):
+            raise RuntimeError(f"failing on purpose at seed {seed} while {self.path} exists")
+        return self.env.reset(seed=seed, options=options)
