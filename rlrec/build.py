@@ -79,6 +79,11 @@ class Objects:
         return range(self.cfg.get("shard", 0), self.episodes, shards)
 
     @property
+    def planned(self) -> int | None:
+        """How many episodes this run (or shard) runs; None: a loop that is the user's."""
+        return None if self.episodes is None else len(self.indices)
+
+    @property
     def parallel(self) -> bool:
         """Whether episodes run side by side (sub-environments, worker processes) and so arrive
         out of order."""

@@ -77,7 +77,7 @@ class Runner:
         o = self.o
         self._started = time.perf_counter()
         config = OmegaConf.to_container(o.cfg, resolve=True)
-        run = RunInfo(o.run.path, o.cfg.env.id, o.seed, o.job, o.episodes, config)
+        run = RunInfo(o.run.path, o.cfg.env.id, o.seed, o.job, o.planned, config)
         point = self._resume() if o.cfg.get("resume") else ResumePoint()
         for sink in o.sinks:
             sink.open(run)
@@ -193,7 +193,7 @@ class Runner:
         return {
             "status": status,
             **self._totals.summary(),
-            "episodes_planned": o.episodes,
+            "episodes_planned": o.planned,
             "env_id": o.cfg.env.id,
             "seed": o.seed,
             "job": o.job,
