@@ -19,6 +19,7 @@ episode alone, and a replay, another worker or another vector sub-environment fi
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import subprocess
@@ -74,6 +75,8 @@ def prepare_gl(env_id: str, backends: Iterable[str] = HEADLESS_BACKENDS) -> None
     display. Raises ``ConfigError`` (key ``MUJOCO_GL``) when none does."""
     if not sys.platform.startswith("linux") or not uses_mujoco(env_id):
         return  # macOS and Windows have a native context (CGL, WGL)
+    if importlib.util.find_spec("mujoco") is None:
+        return  # building the env says which extra to install
     logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL's INFO notes are noise
     chosen = os.environ.get("MUJOCO_GL")
     if chosen is not None and os.environ.get(_CHECKED) == chosen:
@@ -112,9 +115,11 @@ def aim_camera(env: gym.Env) -> None:
 
 def log_to(run_dir: Path) -> None:
     """Write MuJoCo's warnings to ``run_dir/MUJOCO_LOG.TXT`` instead of the working folder."""
-    import mujoco
-
-    if not hasattr(mujoco, "MjLogConfig"):  # before MuJoCo 3.4 the file is always MUJOCO_LOG.TXT
+    try:
+        import mujoco
+    except ImportError:
+        return  # building the env says which extra to install
+    if not hasattr(mujoco, "MjLogConfig"):  # an older MuJoCo: its log stays where it was
         return
     config = mujoco.MjLogConfig.get()
     config.logfile = str(Path(run_dir) / "MUJOCO_LOG.TXT")

@@ -287,3 +287,21 @@ def test_a_recorder_films_a_mujoco_episode_as_its_replay_does(tmp_path, monkeypa
     assert_films_play_each_episode(tmp_path / "run", rows, 20.0)
     replayed = replay_to_video(tmp_path / "run", 1)
     assert np.array_equal(all_frames(replayed), all_frames(tmp_path / "run" / rows[1]["video"]))
+
+
+def test_a_mujoco_preset_without_mujoco_names_the_extra(tmp_path):
+    # MuJoCo is installed here ([test]): a child process that cannot import it stands for a
+    # machine without it
+    code = (
+        "import sys; sys.modules['mujoco'] = None\n"
+        "from rlrec.build import build\n"
+        "from rlrec.errors import ConfigError\n"
+        "from tests.conftest import compose_config\n"
+        "try:\n"
+        f"    build(compose_config(['env=halfcheetah', 'trigger=every']), {str(tmp_path)!r})\n"
+        "except ConfigError as err:\n"
+        "    print(err.key, '|', err.fix)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    expected = 'env.id | install it with pip install "rlrec[mujoco]"'
+    assert done.stdout.strip() == expected, done.stderr
