@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from rlrec.rundir import RunDir, SweepDir, parse_overrides
+from rlrec.rundir import RunDir, SweepDir, parse_overrides, write_parquet
 
 #: Where a sweep's merged runs go: ``merged/``, or ``merged/<k>/`` for its k-th run when other
 #: keys are swept beside ``shard`` (in the order of ``groups.parquet``).
@@ -158,20 +158,26 @@ def _write(run: ShardedRun, chosen: dict[int, Shard], target: RunDir) -> None:
     from omegaconf import OmegaConf
 
     from rlrec.build import build
+    from rlrec.config import instantiate_node
     from rlrec.records import EpisodeRecord
     from rlrec.runner import Runner
+    from rlrec.triggers import TriggerView
 
     cfg = OmegaConf.create(run.config)
     cfg.shard, cfg.shards = 0, 1  # the run done in one go
-    cfg.sinks = {k: v for k, v in cfg.sinks.items() if k in MERGE_SINKS}
     shards = [chosen[s] for s in sorted(chosen)]
     rows = pa.concat_tables([s.run.read_episodes() for s in shards], promote_options="default")
     rows = rows.sort_by("episode")
-    actions = _actions(shards)
+    decides_after = TriggerView(instantiate_node(cfg.trigger, "trigger")).decides_after
+    whole = not decides_after and "parquet" in cfg.sinks
+    if whole:  # nothing to decide per episode: the Parquet files are the shards' tables, sorted
+        _write_tables(cfg, rows, shards, target)
+    sinks = [k for k in MERGE_SINKS if k in cfg.sinks and not (whole and k == "parquet")]
+    cfg.sinks = {k: cfg.sinks[k] for k in sinks}
+    actions = {} if whole else _actions(shards)
     by_shard = {shard.shard: shard.run for shard in shards}
     objects = build(cfg, target.path)
     runner = Runner(objects)
-    decides_after = objects.trigger.decides_after
     status = "failed"
     try:
         runner.start()
@@ -188,6 +194,27 @@ def _write(run: ShardedRun, chosen: dict[int, Shard], target: RunDir) -> None:
         status = "complete"
     finally:
         runner.finish(status)
+
+
+def _write_tables(cfg: Any, rows: Any, shards: list[Shard], target: RunDir) -> None:
+    """``episodes.parquet`` and ``_actions.parquet`` of the merged run as whole tables: the
+    shards' rows in episode order, ``job`` 0, the run's config in the metadata (what the
+    Parquet sink writes record by record, 20x faster)."""
+    import pyarrow as pa
+    from omegaconf import OmegaConf
+
+    from rlrec.records import CONFIG_METADATA_KEY
+
+    config = json.dumps(OmegaConf.to_container(cfg, resolve=True))
+    job = rows.schema.get_field_index("job")
+    rows = rows.set_column(job, rows.schema.field(job), pa.array([0] * rows.num_rows, pa.int64()))
+    meta = (rows.schema.metadata or {}) | {CONFIG_METADATA_KEY.encode(): config.encode()}
+    write_parquet(rows.replace_schema_metadata(meta), target.episodes)
+    tables = [t for t in (s.run.read_actions() for s in shards) if t is not None]
+    if len(tables) == len(shards):
+        actions = pa.concat_tables(tables).sort_by("episode")
+        meta = (tables[0].schema.metadata or {}) | {CONFIG_METADATA_KEY.encode(): config.encode()}
+        write_parquet(actions.replace_schema_metadata(meta), target.actions)
 
 
 def _actions(shards: list[Shard]) -> dict[int, Any]:
