@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from rlrec.config import CONF_DIR
 from rlrec.errors import ConfigError
-from rlrec.hydra_callbacks import register_resolvers
+from rlrec.hydra_callbacks import register_plugins, register_resolvers
 from rlrec.resume import resumed_config
 from rlrec.rundir import RunDir
 from rlrec.runner import record
@@ -69,4 +69,5 @@ def main() -> None:
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    register_plugins()
     task()

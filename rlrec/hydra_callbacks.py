@@ -6,6 +6,7 @@ import itertools
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,20 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver(name, resolver, use_cache=True, replace=True)
 
 
+def register_plugins() -> None:
+    """Register rlrec's Hydra plugins (its sweeper, the Ray and SLURM launchers) by name: Hydra's
+    own scan finds them in an installed package, not through an editable install's import hook."""
+    from hydra.core.plugins import Plugins
+
+    # Scan first: the scan runs Hydra's plugin modules again, giving their classes new identities,
+    # and ours subclass two of them.
+    plugins = Plugins.instance()
+    from hydra_plugins.rlrec_launchers import ray_launcher, slurm_launcher, sweeper
+
+    for plugin in (sweeper.RlrecSweeper, ray_launcher.RayLauncher, slurm_launcher.SlurmLauncher):
+        plugins.register(plugin)
+
+
 def check_writable(folder: str, key: str) -> None:
     """Raise a ``ConfigError`` naming ``key`` unless ``folder`` can be created and written."""
     try:
@@ -118,7 +133,14 @@ class SummarizeSweep(Callback):
         self.window, self.plot = window, plot
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """The trackers' side of the sweep (an MLflow parent run), before its jobs start."""
+        """The trackers' side of the sweep (an MLflow parent run), before its jobs start; and,
+        where the jobs run in other processes, loading what the summary needs meanwhile."""
+        if not str(OmegaConf.select(config, "hydra.launcher._target_")).endswith("BasicLauncher"):
+            # scipy.stats, matplotlib: a second of imports that would otherwise follow the last
+            # job, while this process now only waits for the jobs
+            threading.Thread(
+                target=_load_summary_modules, name="rlrec-summary", daemon=True
+            ).start()
         sinks = config.get("sinks")
         if sinks is None or "mlflow" not in sinks:
             return
@@ -154,6 +176,14 @@ class SummarizeSweep(Callback):
             )
         if summary.failed or incomplete:
             sys.exit(1)
+
+
+def _load_summary_modules() -> None:
+    import rlrec.plots
+    import rlrec.report
+    import rlrec.sweep
+
+    rlrec.plots.load_matplotlib()
 
 
 def _log_sweep_to_trackers(sweep: Any, sinks: Any, failed: bool) -> None:

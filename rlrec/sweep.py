@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import yaml
 from scipy import stats
 
@@ -163,19 +163,15 @@ def summarize_sweep(sweep_dir: Path | str, window: int = 100, plot: bool = True)
 
 
 def _attach_returns(jobs: list[Job]) -> None:
-    """Every job's returns in episode order, read as one Parquet dataset (each row told to its
-    job by its file: merged runs all say job 0, as a run done in one go does)."""
-    files = {str(RunDir(j.dir).episodes): j for j in jobs if RunDir(j.dir).episodes.exists()}
-    if not files:
-        return
-    columns = ["__filename", "episode", "return"]
-    table = ds.dataset(list(files), format="parquet").to_table(columns=columns)
-    table = table.sort_by([("__filename", "ascending"), ("episode", "ascending")])
-    names = table["__filename"].to_numpy(zero_copy_only=False)
-    returns = table["return"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])
-    for start, part in zip(starts, np.split(returns, starts[1:]), strict=True):
-        files[names[start]].returns = part
+    """Every job's returns in episode order, each read from its own file (merged runs all say
+    job 0, as a run done in one go does). ``ParquetFile``, not a dataset: importing
+    ``pyarrow.dataset`` alone costs a sweep's end 0.25 s."""
+    for job in jobs:
+        episodes = RunDir(job.dir).episodes
+        if episodes.exists():
+            table = pq.ParquetFile(episodes).read(columns=["episode", "return"])
+            order = np.argsort(table["episode"].to_numpy(), kind="stable")
+            job.returns = table["return"].to_numpy()[order]
 
 
 def _job_row(job: Job, keys: list[str], window: int) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import decode, kill_after_first_commit, plain_loop, resume_cli, run_cli
+from tests.system import LoopbackOnly
 from tests.test_signals import LiveRun
 
 pytestmark = pytest.mark.slow
@@ -67,9 +68,12 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    watch = LoopbackOnly()  # the server and its workers listen on 127.0.0.1 only
     running = Server(tmp_path_factory.mktemp("mlflow"))
     yield running
     running.stop()
+    watch.stop()
+    watch.check()
 
 
 def _run_id(run_dir: Path) -> str:

@@ -1,0 +1,219 @@
+"""Sweeps past one machine: a real Ray cluster and a real SLURM, started here on 127.0.0.1 only.
+
+Each gives the summaries the basic launcher gives for the same sweep, records a job it loses as
+failed (the process killed outright: no exception, no summary of its own) and lets the others
+finish. Every socket their processes open is watched: none may listen beyond 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.clusters import RAY_ENV, RayCluster, Slurm
+from tests.conftest import run_cli
+from tests.system import LoopbackOnly
+from tests.test_shards import assert_same_run
+from tests.test_sweep import _assert_same_summaries
+
+pytestmark = pytest.mark.slow
+
+#: Two by two: seeds and a trigger that films (each job's encoder runs where the job runs).
+GRID = ["seed=0,1", "trigger=never,every", "episodes=4", "env.max_episode_steps=60"]
+DOOMED = [
+    "policy._target_=tests.policies.DiesOnSeed",
+    "+policy.run_seed=${seed}",
+    "+policy.doomed=1",
+    "seed=0,1",
+    "episodes=3",
+    "trigger=never",
+]
+
+
+@pytest.fixture(scope="module")
+def basic_sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("basic") / "sweep"
+    result = run_cli(GRID, out, multirun=True)
+    assert result.code == 0, result.proc.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    watch = LoopbackOnly()
+    cluster = RayCluster(tmp_path_factory.mktemp("ray"))
+    cluster.watch = watch
+    yield cluster
+    cluster.stop()
+    watch.stop()
+    watch.check()
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    watch = LoopbackOnly()
+    cluster = Slurm(tmp_path_factory.mktemp("slurm"))
+    cluster.watch = watch
+    yield cluster
+    cluster.stop()
+    watch.stop()
+    watch.check()
+
+
+def assert_lost_job_recorded(sweep, result) -> str:
+    """Job 1 was killed: failed with the cluster's word for it; job 0 complete; exit 1."""
+    assert result.code == 1, result.proc.stderr[-3000:]
+    assert "Traceback" not in result.proc.stderr
+    jobs = {j["run_seed"]: j for j in pq.read_table(sweep / "summary.parquet").to_pylist()}
+    assert jobs[0]["status"] == "complete" and jobs[0]["n_episodes"] == 3
+    assert jobs[1]["status"] == "failed" and jobs[1]["n_episodes"] == 0
+    lost = json.loads((sweep / "1" / "summary.json").read_text())
+    assert lost["status"] == "failed" and lost["job"] == 1
+    assert "job(s) did not complete: 1" in result.proc.stderr
+    return lost["error"]
+
+
+# --- Ray ------------------------------------------------------------------------------------
+
+
+def test_ray_sweep_equals_the_basic_launchers(ray_cluster, basic_sweep, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        ["hydra/launcher=ray", *GRID], sweep, multirun=True, environ=ray_cluster.client_env
+    )
+    assert result.code == 0, result.proc.stderr[-3000:]
+    _assert_same_summaries(sweep, basic_sweep)
+    for job in range(4):
+        assert_same_run(sweep / str(job), basic_sweep / str(job))
+    # the cluster ran them: four tasks of this sweep's driver, finished
+    assert ray_cluster.sweep_tasks(sweep) == ["FINISHED"] * 4
+    assert "Connecting to existing Ray cluster" in result.proc.stderr
+    ray_cluster.watch.check()
+
+
+def test_shards_on_ray_merge_into_the_run_done_in_one_go(ray_cluster, tmp_path):
+    common = ["episodes=9", "trigger=every", "env.max_episode_steps=40"]
+    sweep = tmp_path / "sweep"
+    args = ["hydra/launcher=ray", "shard=range(0,3)", "shards=3", *common]
+    result = run_cli(args, sweep, multirun=True, environ=ray_cluster.client_env)
+    assert result.code == 0, result.proc.stderr[-3000:]
+    assert f"3 shards merged into {sweep / 'merged'}" in result.proc.stderr
+    assert run_cli(common, tmp_path / "sequential").code == 0
+    assert_same_run(sweep / "merged", tmp_path / "sequential")
+    assert ray_cluster.sweep_tasks(sweep) == ["FINISHED"] * 3
+
+
+def test_a_job_ray_loses_is_recorded_failed(ray_cluster, tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["hydra/launcher=ray", *DOOMED]
+    result = run_cli(args, sweep, multirun=True, environ=ray_cluster.client_env)
+    error = assert_lost_job_recorded(sweep, result)
+    assert "WorkerCrashedError" in error or "died" in error, error
+    assert sorted(ray_cluster.sweep_tasks(sweep)) == ["FAILED", "FINISHED"]
+
+
+def test_ray_starts_a_local_cluster_of_its_own_when_given_none(tmp_path):
+    """No address, no RAY_ADDRESS: a cluster of this machine, on 127.0.0.1, gone afterwards."""
+    from tests.system import require_module
+
+    require_module("ray", 'pip install -e ".[ray]"')
+    watch = LoopbackOnly()
+    sweep = tmp_path / "sweep"
+    environ = {"RAY_ADDRESS": None, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    args = ["hydra/launcher=ray", "hydra.launcher.num_cpus=2", "seed=0,1", "episodes=3"]
+    args.append("trigger=never")
+    result = run_cli(args, sweep, multirun=True, environ=environ)
+    watch.stop()
+    assert result.code == 0, result.proc.stderr[-3000:]
+    assert "Started a local Ray instance" in result.proc.stderr
+    jobs = pq.read_table(sweep / "summary.parquet").to_pylist()
+    assert [(j["run_seed"], j["status"], j["n_episodes"]) for j in jobs] == [
+        (0, "complete", 3),
+        (1, "complete", 3),
+    ]
+    listeners = watch.check()
+    assert any("gcs_server" in process for _, process in listeners)
+    assert any("raylet" in process for _, process in listeners)
+    # the cluster went with the sweep: none of the processes that listened is left running
+    pids = {int(p.split(",")[0]) for _, process in listeners for p in process.split("pid=")[1:]}
+    assert pids and not [pid for pid in pids if _running(pid)]
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie waiting for its parent to read it does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_an_unreachable_ray_address_is_one_line(tmp_path):
+    from tests.clusters import free_port
+    from tests.system import require_module
+
+    require_module("ray", 'pip install -e ".[ray]"')
+    address = f"127.0.0.1:{free_port()}"
+    sweep = tmp_path / "sweep"
+    args = ["hydra/launcher=ray", f"hydra.launcher.address={address}", "seed=0,1"]
+    result = run_cli(args, sweep, multirun=True, environ=RAY_ENV, timeout=60)
+    assert result.code == 2
+    lines = result.proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.proc.stderr
+    assert lines[0].startswith(
+        f"rlrec: error: hydra.launcher.address: cannot start or reach the Ray cluster at {address}"
+    )
+    assert "ray start --head" in lines[0]
+    assert not (sweep / "multirun.yaml").exists()
+
+
+def test_ray_not_installed_names_the_extra(tmp_path):
+    """A ``ray`` that cannot be imported (shadowed here) ends with the extra to install."""
+    fake = tmp_path / "site" / "ray"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        ["hydra/launcher=ray", "seed=0,1"],
+        sweep,
+        multirun=True,
+        environ={"PYTHONPATH": str(tmp_path / "site")},
+    )
+    assert result.code == 2
+    assert result.proc.stderr.strip() == (
+        'rlrec: error: hydra/launcher=ray: Ray is not installed. Fix: pip install "rlrec[ray]"'
+    )
+
+
+# --- SLURM ----------------------------------------------------------------------------------
+
+
+def slurm_args(*args: str) -> list[str]:
+    """The ``slurm`` preset as a user points it at a cluster: its partition and what a job
+    needs (this node has two CPUs and no 8 GB to spare per job)."""
+    resources = ["hydra.launcher.partition=rlrec", "hydra.launcher.cpus_per_task=1"]
+    return ["hydra/launcher=slurm", *resources, "hydra.launcher.mem_gb=1", *args]
+
+
+def test_slurm_sweep_equals_the_basic_launchers(slurm, basic_sweep, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(slurm_args(*GRID), sweep, multirun=True, environ=slurm.env)
+    assert result.code == 0, result.proc.stderr[-3000:]
+    _assert_same_summaries(sweep, basic_sweep)
+    for job in range(4):
+        assert_same_run(sweep / str(job), basic_sweep / str(job))
+    # SLURM ran them: one array job of four tasks, each with its own log from srun
+    logs = sorted(p.name for p in (sweep / ".submitit").glob("*/*_log.out"))
+    assert len(logs) == 4 and len({name.split("_")[0] for name in logs}) == 1, logs
+    slurm.watch.check()
+
+
+def test_a_job_slurm_loses_is_recorded_failed(slurm, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(slurm_args(*DOOMED), sweep, multirun=True, environ=slurm.env)
+    error = assert_lost_job_recorded(sweep, result)
+    assert error.startswith("SLURM job ") and "without a result" in error, error
+    assert ".submitit" in error  # where its log is
