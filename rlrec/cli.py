@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -15,7 +17,7 @@ from omegaconf import DictConfig
 
 from rlrec.config import CONF_DIR
 from rlrec.errors import ConfigError
-from rlrec.hydra_callbacks import register_plugins, register_resolvers
+from rlrec.hydra_callbacks import compose_once, register_plugins, register_resolvers
 from rlrec.resume import resumed_config
 from rlrec.rundir import RunDir
 from rlrec.runner import record
@@ -70,4 +72,25 @@ def main() -> None:
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
     register_plugins()
-    task()
+    compose_once(sys.argv[1:])
+    try:
+        task()
+    except SystemExit as stop:
+        _exit(stop.code)
+    _exit(0)
+
+
+def _exit(code: int | str | None) -> NoReturn:
+    """End the process as Python's exit does, but without its teardown of every module and object
+    (0.1 s once Hydra, pyarrow and Gymnasium are loaded: a sixth of a short run's time). The exit
+    handlers run first (trackers, child processes, logging), then the standard streams are
+    flushed. Only with no other thread left: Python's own exit would wait for it."""
+    if threading.active_count() > 1:
+        sys.exit(code)
+    if isinstance(code, str):  # sys.exit("message"): the message, and 1
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from rlrec.rundir import atomic_path
+from rlrec.stats import t_quantile
 
 #: A run's memory as drawn: the episodes finished at each sample, and the bytes resident.
 Memory = tuple[Sequence[int], Sequence[int]]
@@ -125,8 +126,6 @@ def plot_learning_curves(
 ) -> Any:
     """Per group (a label and its runs' returns), the across-run mean of each run's moving
     average, with a 95% Student-t band where a group has two runs or more."""
-    from scipy import stats
-
     fig = _figure((9, 5.5))
     ax = fig.subplots()
     for label, runs in groups:
@@ -138,7 +137,8 @@ def plot_learning_curves(
         x = np.arange(length)
         (line,) = ax.plot(x, mean, label=f"{label} (n={len(runs)})")
         if len(runs) >= 2:
-            half = stats.t.ppf(0.975, len(runs) - 1) * stats.sem(curves, axis=0)
+            sem = curves.std(axis=0, ddof=1) / np.sqrt(len(runs))
+            half = t_quantile(0.975, len(runs) - 1) * sem
             ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.2)
     ax.set_xlabel("episode")
     ax.set_ylabel(f"return, moving average over {window} episodes")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from rlrec.rundir import RunDir, SweepDir, write_text
+from rlrec.rundir import RunDir, SweepDir, read_yaml, write_text
 
 #: Episodes shown at each end of a long run's table, and best and worst besides.
 TABLE_ENDS, TABLE_EXTREMES = 100, 10
@@ -216,11 +216,9 @@ def _num(value: Any, digits: int = 2) -> str:
 
 
 def _overrides(run: RunDir) -> list[str]:
-    import yaml
-
     if not run.hydra_overrides.exists():
         return []
-    return [str(o) for o in yaml.safe_load(run.hydra_overrides.read_text()) or []]
+    return [str(o) for o in read_yaml(run.hydra_overrides) or []]
 
 
 def _stats(summary: dict[str, Any], n: int) -> str:

@@ -3,9 +3,64 @@
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import Any
 
 from rlrec.records import EpisodeRecord
+
+
+def t_quantile(q: float, df: int) -> float:
+    """Student's t quantile ``q`` (0.5 < q < 1) with ``df`` degrees of freedom, to about 1e-13.
+
+    Not ``scipy.special.stdtrit``: importing it costs each run 0.15 s, a third of a short run's
+    start. From the Cornish-Fisher expansion (Abramowitz & Stegun 26.7.5), exact to double
+    precision from df = 1000 on; below, refined by Newton's method on the closed form of the
+    distribution for integer df (26.7.3 and 26.7.4).
+
+    >>> round(t_quantile(0.975, 1), 10), round(t_quantile(0.975, 9), 10)
+    (12.7062047362, 2.2621571628)
+    """
+    z = NormalDist().inv_cdf(q)
+    z2 = z * z
+    g = (
+        z * (z2 + 1) / 4,
+        z * ((5 * z2 + 16) * z2 + 3) / 96,
+        z * (((3 * z2 + 19) * z2 + 17) * z2 - 15) / 384,
+        z * ((((79 * z2 + 776) * z2 + 1482) * z2 - 1920) * z2 - 945) / 92160,
+    )
+    t = z + sum(gk / df ** (k + 1) for k, gk in enumerate(g))
+    if df >= 1000:
+        return t
+    if df == 1:  # closed forms where the expansion is far off
+        return math.tan(math.pi * (q - 0.5))
+    if df == 2:
+        return (2 * q - 1) * math.sqrt(2 / (1 - (2 * q - 1) ** 2))
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    for _ in range(20):
+        density = math.exp(log_norm - (df + 1) / 2 * math.log1p(t * t / df))
+        step = (_central_t(t, df) - (2 * q - 1)) / (2 * density)
+        t -= step
+        if abs(step) <= 1e-15 * t:
+            break
+    return t
+
+
+def _central_t(t: float, df: int) -> float:
+    """P(|T| <= t) for Student's T with integer ``df`` >= 2 (Abramowitz & Stegun 26.7.3-4)."""
+    theta = math.atan(t / math.sqrt(df))
+    c2 = math.cos(theta) ** 2
+    if df % 2 == 0:  # sin(theta) * (1 + c2/2 + 1*3/(2*4) c2^2 + ... up to c2^((df-2)/2))
+        term = total = 1.0
+        for k in range(1, df // 2):
+            term *= c2 * (2 * k - 1) / (2 * k)
+            total += term
+        return math.sin(theta) * total
+    # odd: 2/pi * (theta + sin(theta) * (c + 2/3 c^3 + ... up to c^(df-2)))
+    term = total = math.cos(theta)
+    for k in range(1, (df - 1) // 2):
+        term *= c2 * (2 * k) / (2 * k + 1)
+        total += term
+    return 2 / math.pi * (theta + math.sin(theta) * total)
 
 
 class RunningStats:
@@ -42,9 +97,7 @@ class RunningStats:
         std = math.sqrt(self._m2 / (self.n - 1)) if self.n >= 2 else None
         low = high = None
         if std is not None:
-            from scipy.special import stdtrit  # Student-t quantile; imported only when needed
-
-            half = float(stdtrit(self.n - 1, 0.975)) * std / math.sqrt(self.n)
+            half = t_quantile(0.975, self.n - 1) * std / math.sqrt(self.n)
             low, high = self.mean - half, self.mean + half
         return {
             "n": self.n,

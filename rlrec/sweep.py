@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 from scipy import stats
 
 from rlrec.plots import plot_learning_curves
-from rlrec.rundir import RunDir, SweepDir, parse_overrides, write_parquet, write_text
+from rlrec.rundir import RunDir, SweepDir, parse_overrides, read_yaml, write_parquet, write_text
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +125,7 @@ def _merged_runs(sweep_dir: Path, jobs: list[Job]) -> list[Job]:
 
 def _recorded_seed(run: RunDir) -> int | None:
     """The run seed in the job's recorded config (a job that failed early has no summary)."""
-    config = yaml.safe_load(run.hydra_config.read_text()) if run.hydra_config.exists() else None
+    config = read_yaml(run.hydra_config) if run.hydra_config.exists() else None
     return config.get("seed") if isinstance(config, dict) else None
 
 

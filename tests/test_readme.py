@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from rlrec.config import validate
 from tests.conftest import CONF_DIR, ROOT
@@ -34,6 +35,34 @@ def test_every_readme_command_composes_and_passes_the_checks(command):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     validate(cfg)
+
+
+def _launcher_commands() -> list[str]:
+    """Every ``python run.py -m hydra/launcher=...`` example, without its sweep values."""
+    found = []
+    for line in README.splitlines():
+        command = line.strip().split("  #")[0].strip()
+        command = re.sub(r"^[A-Z_]+=\S+ ", "", command)  # an environment variable before it
+        if command.startswith("python run.py -m ") and "hydra/launcher=" in command:
+            found.append(command)
+    return found
+
+
+@pytest.mark.parametrize("command", _launcher_commands())
+def test_every_readme_launcher_command_composes_with_its_launcher(command):
+    """The launcher examples compose as written (sweep values aside) and name a launcher class
+    that Hydra can find."""
+    from hydra.core.plugins import Plugins
+
+    from rlrec.hydra_callbacks import register_plugins
+
+    swept = re.compile(r",|range\(|^'?seed=")
+    overrides = [o for o in shlex.split(command)[3:] if not swept.search(o)]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    validate(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]))
+    register_plugins()
+    assert cfg.hydra.launcher._target_ in Plugins.instance().class_name_to_class
 
 
 def _python_blocks() -> list[str]:

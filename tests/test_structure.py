@@ -126,3 +126,13 @@ def test_every_shipped_key_is_known_to_the_key_check():
     for preset in sorted((CONF_DIR / "experiment").glob("*.yaml")):
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             check_keys(compose("config", overrides=[f"experiment={preset.stem}"]))
+
+
+def test_no_shipped_config_sets_hydra_mode():
+    """``rlrec.hydra_callbacks.compose_once`` lets Hydra skip the composition it makes only to
+    read ``hydra.mode``: that holds while no config of rlrec's sets it."""
+    import yaml
+
+    for path in (PACKAGE / "conf").rglob("*.yaml"):
+        data = yaml.safe_load(path.read_text()) or {}
+        assert "mode" not in (data.get("hydra") or {}), f"{path} sets hydra.mode"

@@ -9,6 +9,7 @@ their own config where they run (in parallel with joblib, Ray and SLURM).
 """
 # Its config is conf/hydra/sweeper/rlrec.yaml, the default in conf/config.yaml.
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,12 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
 class RlrecSweeper(BasicSweeper):
     """Hydra's basic sweeper (the same sweep values, batches and job numbers)."""
+
+    def sweep(self, arguments: list[str]) -> Any:
+        try:
+            return super().sweep(arguments)
+        finally:
+            _release_joblib_workers()
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         assert self.hydra_context is not None and self.config is not None
@@ -28,6 +35,18 @@ class RlrecSweeper(BasicSweeper):
             if kind not in checked:
                 checked.add(kind)
                 loader.load_sweep_config(master_config=self.config, sweep_overrides=list(overrides))
+
+
+def _release_joblib_workers() -> None:
+    """Stop the worker processes of Hydra's joblib launcher once the sweep's jobs are done.
+
+    joblib (its loky backend) keeps them for a next call that a sweep does not make; at exit,
+    joining them and tearing down around their threads cost the sweep 0.4 s after its summary.
+    """
+    loky = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(loky, "_executor", None)  # loky's handle on the pool it keeps
+    if executor is not None:
+        executor.shutdown(wait=True)
 
 
 def _kind(override: str, loader: Any, groups: dict[str, bool]) -> tuple[str, str | None]:
