@@ -71,7 +71,7 @@ def record_lost_job(sweep_dir: Path | str, num: int, overrides: list[str], error
     from omegaconf import OmegaConf
 
     from rlrec.hydra_callbacks import unique_dir
-    from rlrec.rundir import HYDRA_DIR, OVERRIDES_FILE, RunDir
+    from rlrec.rundir import RunDir
 
     sweep = Path(sweep_dir)
     claimed = sorted(
@@ -83,8 +83,8 @@ def record_lost_job(sweep_dir: Path | str, num: int, overrides: list[str], error
         run = RunDir(unfinished[-1])
     else:
         run = RunDir(unique_dir(str(sweep / str(num))))
-        (run.path / HYDRA_DIR).mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create(list(overrides)), run.path / HYDRA_DIR / OVERRIDES_FILE)
+        run.hydra_overrides.parent.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(list(overrides)), run.hydra_overrides)
     run.update_summary(status="failed", job=num, error=error)
     log.error("job %s was lost: %s (recorded in %s)", num, error, run.path)
     ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=None)
