@@ -41,26 +41,26 @@ def basic_sweep(tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory):
+def watched(start, folder):
+    """The cluster ``start(folder)`` starts, with every socket opened while it runs watched; after
+    the module's tests, stopped, and none may have listened beyond 127.0.0.1."""
     watch = LoopbackOnly()
-    cluster = RayCluster(tmp_path_factory.mktemp("ray"))
+    cluster = start(folder)
     cluster.watch = watch
     yield cluster
     cluster.stop()
     watch.stop()
     watch.check()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    yield from watched(RayCluster, tmp_path_factory.mktemp("ray"))
 
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
-    watch = LoopbackOnly()
-    cluster = Slurm(tmp_path_factory.mktemp("slurm"))
-    cluster.watch = watch
-    yield cluster
-    cluster.stop()
-    watch.stop()
-    watch.check()
+    yield from watched(Slurm, tmp_path_factory.mktemp("slurm"))
 
 
 def assert_lost_job_recorded(sweep, result) -> str:
