@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,35 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 settings.register_profile("ci", max_examples=60, derandomize=True, deadline=None)
 settings.register_profile("deep", max_examples=1500, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """Under pytest-xdist, a test marked ``measures`` (it asserts on time or memory) runs while no
+    other test runs on any worker; the others share the machine as usual."""
+    with _turn(item, measures=item.get_closest_marker("measures") is not None):
+        yield
+
+
+@contextlib.contextmanager
+def _turn(item: pytest.Item, *, measures: bool) -> Iterator[None]:
+    """A readers-writer lock over files shared by the session's workers: every test holds the
+    lock shared, a measuring one holds it alone. The gate keeps a waiting measurement from being
+    overtaken for ever: it is held while the measurement waits, so new tests queue behind it."""
+    if "PYTEST_XDIST_WORKER" not in os.environ or sys.platform == "win32":
+        yield  # one process runs every test: nothing to wait for
+        return
+    import fcntl
+
+    folder = item.config._tmp_path_factory.getbasetemp().parent  # shared by the workers
+    with open(folder / "gate.lock", "a") as gate, open(folder / "tests.lock", "a") as tests:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(tests, fcntl.LOCK_EX if measures else fcntl.LOCK_SH)
+        fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(tests, fcntl.LOCK_UN)
 
 
 def contract_seed(*keys: int) -> int:

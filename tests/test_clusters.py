@@ -19,7 +19,8 @@ from tests.system import LoopbackOnly
 from tests.test_shards import assert_same_run
 from tests.test_sweep import _assert_same_summaries
 
-pytestmark = pytest.mark.slow
+# one worker starts each cluster once for the module (and SLURM's munged is machine-wide)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("clusters")]
 
 #: Two by two: seeds and a trigger that films (each job's encoder runs where the job runs).
 GRID = ["seed=0,1", "trigger=never,every", "episodes=4", "env.max_episode_steps=60"]

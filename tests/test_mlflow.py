@@ -20,7 +20,8 @@ from tests.conftest import decode, kill_after_first_commit, plain_loop, resume_c
 from tests.system import LoopbackOnly
 from tests.test_signals import LiveRun
 
-pytestmark = pytest.mark.slow
+# one worker starts the module's MLflow server once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow")]
 
 
 def _free_port() -> int:
@@ -179,6 +180,7 @@ def test_a_server_that_dies_mid_run_costs_a_warning(tmp_path):
     assert log.count("the mlflow tracker failed") == 1
 
 
+@pytest.mark.measures
 def test_an_unreachable_server_ends_the_run_at_once(tmp_path):
     start = time.monotonic()
     uri = f"http://127.0.0.1:{_free_port()}"

@@ -14,6 +14,9 @@ import pytest
 
 from tests.conftest import ROOT, decode, plain_loop, run_cli
 
+# one worker trains the module's model once
+pytestmark = pytest.mark.xdist_group("sb3")
+
 
 def _require_sb3():
     try:

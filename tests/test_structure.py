@@ -93,28 +93,30 @@ def test_run_directory_file_names_live_in_one_module():
         if path.name == "rundir.py":
             continue
         tree = ast.parse(path.read_text())
+        prose = _prose(tree)
         for node in ast.walk(tree):
-            if _is_text(node, tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in prose
+            ):
                 for name in names:
                     if name == node.value or f"/{name}" in node.value or f"{name}/" in node.value:
                         offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name!r}")
     assert not offenders, "file names typed outside rlrec/rundir.py:\n" + "\n".join(offenders)
 
 
-def _is_text(node: ast.AST, tree: ast.Module) -> bool:
-    """A string constant that is code, not prose: not a docstring, not a ``ConfigError``'s words
-    (``policy.checkpoint`` is also the name of a config key)."""
-    if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
-        return False
+def _prose(tree: ast.Module) -> set[int]:
+    """The ids of the string constants that are prose, not code: docstrings, and the words of a
+    ``ConfigError`` (``policy.checkpoint`` is also the name of a config key)."""
+    found = set()
     for parent in ast.walk(tree):
         body = getattr(parent, "body", None)
-        docstring = isinstance(body, list) and body and isinstance(body[0], ast.Expr)
-        if docstring and body[0].value is node:
-            return False
-        words = isinstance(parent, ast.Call) and ast.unparse(parent.func).endswith("ConfigError")
-        if words and any(n is node for n in ast.walk(parent)):
-            return False
-    return True
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+            found.add(id(body[0].value))
+        if isinstance(parent, ast.Call) and ast.unparse(parent.func).endswith("ConfigError"):
+            found |= {id(n) for n in ast.walk(parent)}
+    return found
 
 
 def test_every_shipped_key_is_known_to_the_key_check():
@@ -136,3 +138,26 @@ def test_no_shipped_config_sets_hydra_mode():
     for path in (PACKAGE / "conf").rglob("*.yaml"):
         data = yaml.safe_load(path.read_text()) or {}
         assert "mode" not in (data.get("hydra") or {}), f"{path} sets hydra.mode"
+
+
+def test_every_module_and_entry_point_has_a_smoke_test():
+    """``pytest -m smoke`` imports every module and runs ``run.py`` and every console script: a
+    module or a script added later joins the lane or this test fails."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: pytest brings tomli
+        import tomli as tomllib
+
+    from tests import test_smoke
+
+    assert test_smoke.pytestmark.name == "smoke"
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert set(test_smoke.ENTRY_POINTS) == {"run.py", *scripts}
+    assert all(t.__module__ == test_smoke.__name__ for t in test_smoke.ENTRY_POINTS.values())
+    plugins = ROOT / "hydra_plugins" / "rlrec_launchers"
+    modules = {
+        *_modules(),
+        *(f"hydra_plugins.rlrec_launchers.{p.stem}" for p in plugins.glob("*.py")),
+    }
+    modules = {m.removesuffix(".__init__") for m in modules}
+    assert modules == set(test_smoke.package_modules())

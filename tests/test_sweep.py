@@ -17,6 +17,9 @@ from rlrec.plots import moving_average
 from rlrec.sweep import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from tests.conftest import CONF_DIR, ROOT, run_cli
 
+# one worker makes the module's grid sweep once
+pytestmark = pytest.mark.xdist_group("sweep")
+
 GRID = ["env.max_episode_steps=15,40", "seed=range(0,3)", "trigger=never", "episodes=12"]
 
 
