@@ -14,7 +14,8 @@ import pytest
 from tests.conftest import ROOT, decode, run_cli
 from tests.test_signals import LiveRun
 
-pytestmark = pytest.mark.slow
+# one worker makes each uninterrupted reference run once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("resume")]
 
 
 def _table(run_dir):
@@ -36,17 +37,32 @@ def _assert_same_run(resumed, reference):
     assert names == sorted(p.name for p in (reference / "videos").iterdir())
 
 
-@pytest.mark.parametrize(
-    "trigger",
-    [
-        ["trigger=periodic", "trigger.period=7"],
-        ["trigger=adaptive", "trigger.criterion=threshold", "trigger.threshold=40"],
-    ],
-)
+TRIGGERS = {
+    "periodic": ["trigger=periodic", "trigger.period=7"],
+    "adaptive": ["trigger=adaptive", "trigger.criterion=threshold", "trigger.threshold=40"],
+}
+RANDOM = ["episodes=400", "env.max_episode_steps=60", "sinks.parquet.flush_seconds=0.2"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The run that never stopped, for each trigger: made once, read by every stopped run."""
+    made = {}
+
+    def reference(trigger: str):
+        if trigger not in made:
+            out = tmp_path_factory.mktemp("reference") / trigger
+            assert run_cli([*TRIGGERS[trigger], *RANDOM], out).code == 0
+            made[trigger] = out
+        return made[trigger]
+
+    return reference
+
+
+@pytest.mark.parametrize("trigger", list(TRIGGERS))
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
-def test_random_policy_resumes_to_the_uninterrupted_run(tmp_path, trigger, signum):
-    args = [*trigger, "episodes=400", "env.max_episode_steps=60", "sinks.parquet.flush_seconds=0.2"]
-    assert run_cli(args, tmp_path / "reference").code == 0
+def test_random_policy_resumes_to_the_uninterrupted_run(tmp_path, uninterrupted, trigger, signum):
+    args = [*TRIGGERS[trigger], *RANDOM]
     run = LiveRun(tmp_path / "run", *args)
     run.wait_for_episodes(150)
     run.stop(signum)
@@ -54,7 +70,7 @@ def test_random_policy_resumes_to_the_uninterrupted_run(tmp_path, trigger, signu
     original = (tmp_path / "run" / ".hydra" / "config.yaml").read_text()
     result = _resume(tmp_path / "run")
     assert result.returncode == 0, result.stderr[-3000:]
-    _assert_same_run(tmp_path / "run", tmp_path / "reference")
+    _assert_same_run(tmp_path / "run", uninterrupted(trigger))
     assert (tmp_path / "run" / ".hydra" / "config.yaml").read_text() == original
     assert (tmp_path / "run" / ".hydra-resume-1" / "overrides.yaml").exists()
 

@@ -111,12 +111,13 @@ def test_bad_quality_settings_name_their_key(tmp_path, overrides, key):
 
 def test_every_path_honours_the_codec(tmp_path):
     """Per-episode films, the timelapse, the tiled grid and a replay are all GIFs with gif."""
-    rows = _film(tmp_path / "a", "video.codec=gif", "episodes=3", "video.timelapse=true")
+    short = "env.max_episode_steps=12"  # GIF's palettes are slow to make: few frames suffice
+    rows = _film(tmp_path / "a", "video.codec=gif", "episodes=3", "video.timelapse=true", short)
     assert all(r["video"].endswith(".gif") for r in rows)
     timelapse = probe(tmp_path / "a" / "timelapse.gif")
     assert timelapse.codec == "gif" and timelapse.frames == sum(r["length"] + 1 for r in rows)
     tiled = _film(
-        tmp_path / "b", "video.codec=gif", "episodes=2", "env.num_envs=2", "video.tile=true"
+        tmp_path / "b", "video.codec=gif", "episodes=2", "env.num_envs=2", "video.tile=true", short
     )
     assert {r["video"] for r in tiled} == {"videos/eval-tiled.gif"}
     assert probe(tmp_path / "b" / "videos" / "eval-tiled.gif").size == (1200, 400)
