@@ -30,19 +30,27 @@ settings.register_profile("deep", max_examples=1500, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The groups first: under pytest-xdist a group (a module sharing a server, a cluster, a
+    trained model) runs whole on one worker, and one dealt out last would keep that worker busy
+    long after the other had finished."""
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
-    """Under pytest-xdist, a test marked ``measures`` (it asserts on time or memory) runs while no
-    other test runs on any worker; the others share the machine as usual."""
-    with _turn(item, measures=item.get_closest_marker("measures") is not None):
+    """Under pytest-xdist, a test marked ``alone`` (it asserts on time or memory, or watches what
+    the whole machine does) runs while no other test runs on any worker; the others share the
+    machine as usual."""
+    with _turn(item, alone=item.get_closest_marker("alone") is not None):
         yield
 
 
 @contextlib.contextmanager
-def _turn(item: pytest.Item, *, measures: bool) -> Iterator[None]:
+def _turn(item: pytest.Item, *, alone: bool) -> Iterator[None]:
     """A readers-writer lock over files shared by the session's workers: every test holds the
-    lock shared, a measuring one holds it alone. The gate keeps a waiting measurement from being
-    overtaken for ever: it is held while the measurement waits, so new tests queue behind it."""
+    lock shared, a test marked ``alone`` holds it alone. The gate keeps a waiting one from being
+    overtaken for ever: it is held while that test waits, so new tests queue behind it."""
     if "PYTEST_XDIST_WORKER" not in os.environ or sys.platform == "win32":
         yield  # one process runs every test: nothing to wait for
         return
@@ -51,7 +59,7 @@ def _turn(item: pytest.Item, *, measures: bool) -> Iterator[None]:
     folder = item.config._tmp_path_factory.getbasetemp().parent  # shared by the workers
     with open(folder / "gate.lock", "a") as gate, open(folder / "tests.lock", "a") as tests:
         fcntl.flock(gate, fcntl.LOCK_EX)
-        fcntl.flock(tests, fcntl.LOCK_EX if measures else fcntl.LOCK_SH)
+        fcntl.flock(tests, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
         fcntl.flock(gate, fcntl.LOCK_UN)
         try:
             yield

@@ -116,6 +116,7 @@ def test_a_job_ray_loses_is_recorded_failed(ray_cluster, tmp_path):
     assert sorted(ray_cluster.sweep_tasks(sweep)) == ["FAILED", "FINISHED"]
 
 
+@pytest.mark.alone  # every process that listens on this machine meanwhile must be Ray's
 def test_ray_starts_a_local_cluster_of_its_own_when_given_none(tmp_path):
     """No address, no RAY_ADDRESS: a cluster of this machine, on 127.0.0.1, gone afterwards."""
     from tests.system import require_module

@@ -14,6 +14,9 @@ from tests.conftest import ROOT, decode, plain_loop
 
 EXAMPLES = ROOT / "examples"
 
+# the examples learn for up to a minute each: one worker runs them, starting early
+pytestmark = pytest.mark.xdist_group("examples")
+
 
 def run_example(name, cwd):
     out = subprocess.run(

@@ -25,7 +25,7 @@ def _memory(run):
     return table.to_pandas()
 
 
-@pytest.mark.measures
+@pytest.mark.alone
 def test_a_run_samples_the_memory_of_its_whole_process_tree(tmp_path):
     args = ["episodes=300", "trigger=periodic", "trigger.period=100", "memory_every_s=0.05"]
     args += ["sinks=[parquet,console,plot,report]", "env.max_episode_steps=100"]
@@ -53,7 +53,7 @@ def test_a_run_samples_the_memory_of_its_whole_process_tree(tmp_path):
     assert two_peak > one_peak + 30 * 2**20
 
 
-@pytest.mark.measures
+@pytest.mark.alone
 def test_memory_stays_flat_over_100000_episodes(tmp_path):
     args = ["episodes=100000", "trigger=never", "sinks=[parquet]", "memory_every_s=0.2"]
     result = run_cli(args, tmp_path / "run", timeout=600)

@@ -180,7 +180,7 @@ def test_a_server_that_dies_mid_run_costs_a_warning(tmp_path):
     assert log.count("the mlflow tracker failed") == 1
 
 
-@pytest.mark.measures
+@pytest.mark.alone
 def test_an_unreachable_server_ends_the_run_at_once(tmp_path):
     start = time.monotonic()
     uri = f"http://127.0.0.1:{_free_port()}"

@@ -271,16 +271,25 @@ SCRIPT = textwrap.dedent(
 )
 
 
+def _wait_for(condition, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("mode", ["raise", "forget", "kill"])
 def test_a_loop_that_ends_badly_leaves_every_finished_episode(tmp_path, mode):
     cmd = [sys.executable, "-c", SCRIPT, "hang" if mode == "kill" else mode, str(tmp_path)]
     if mode == "kill":
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.5)
+        # the films of the finished episodes are closed without waiting: let them land first
+        _wait_for(lambda: len(list((tmp_path / "videos").glob("eval-episode-*.mp4"))) == 3)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
-        time.sleep(1)  # the encoder process sees its input end and deletes the partial file
+        # the encoder process sees its input end and deletes the partial film
+        _wait_for(lambda: not list((tmp_path / "videos").glob(".*")))
     else:
         out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert out.returncode == (1 if mode == "raise" else 0), out.stderr

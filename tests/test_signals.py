@@ -113,7 +113,7 @@ def test_interrupt_flushes_statistics_and_marks_the_run(tmp_path, signum, code):
     assert "Traceback" not in run.proc.stderr.read()
 
 
-@pytest.mark.measures
+@pytest.mark.alone
 def test_a_second_ctrl_c_exits_at_once_and_loses_no_finished_episode(tmp_path):
     # A timelapse of many filmed episodes makes the clean-up long enough to interrupt.
     run = LiveRun(
@@ -125,7 +125,7 @@ def test_a_second_ctrl_c_exits_at_once_and_loses_no_finished_episode(tmp_path):
     )
     run.wait_for_episodes(40)
     run.stop(signal.SIGINT)
-    time.sleep(0.3)
+    time.sleep(0.3)  # not a wait for a condition: the gap between a user's two Ctrl-C presses
     second = run.stop(signal.SIGINT)
     assert run.wait() == 130
     assert time.monotonic() - second < 5
@@ -136,7 +136,7 @@ def test_a_second_ctrl_c_exits_at_once_and_loses_no_finished_episode(tmp_path):
     _check_videos(tmp_path / "run")
 
 
-@pytest.mark.measures
+@pytest.mark.alone
 @pytest.mark.parametrize("after", [8, 30, 90])
 def test_sigkill_keeps_every_episode_older_than_the_flush_interval(tmp_path, after):
     flush = 0.5

@@ -100,7 +100,7 @@ def test_encoder_error_reaches_the_caller_and_no_file_remains(tmp_path, encoder)
     assert not (tmp_path / "missing-dir").exists()
 
 
-@pytest.mark.measures
+@pytest.mark.alone
 def test_the_episode_never_runs_more_than_slots_frames_ahead(tmp_path, encoder):
     writer = encoder.open(tmp_path / "v.mp4", VideoSettings(CODECS["mp4v"], 10))
     ahead = []
