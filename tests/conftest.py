@@ -22,6 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # A worker per core: torch and OpenBLAS, which start a thread per core in every process,
+    # would put several threads on each core and slow every test (SB3's training four times).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # CI runs the same examples every time (a red build should be reproducible); HYPOTHESIS_PROFILE=deep
 # searches far more widely, to be run by hand when the config checks change.
