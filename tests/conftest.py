@@ -24,7 +24,7 @@ CONF_DIR = ROOT / "conf"
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 if "PYTEST_XDIST_WORKER" in os.environ:
     # A worker per core: torch and OpenBLAS, which start a thread per core in every process,
-    # would put several threads on each core and slow every test (SB3's training four times).
+    # would put several threads on each core (SB3's training suffers most).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # CI runs the same examples every time (a red build should be reproducible); HYPOTHESIS_PROFILE=deep
@@ -34,11 +34,19 @@ settings.register_profile("deep", max_examples=1500, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(trylast=True)  # after pytest-xdist has named each test's group
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The groups first: under pytest-xdist a group (a module sharing a server, a cluster, a
     trained model) runs whole on one worker, and one dealt out last would keep that worker busy
-    long after the other had finished."""
+    long after the other had finished. A group that xdist did not name would be dealt out test by
+    test, each worker making the module's server or cluster again: that stops the run."""
     items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+    grouped = [item for item in items if item.get_closest_marker("xdist_group")]
+    if config.getvalue("loadgroup") and grouped and "@" not in grouped[0].nodeid:
+        raise pytest.UsageError(
+            "pytest-xdist did not group the tests marked xdist_group (a pytest it does not "
+            'support?): pip install -e ".[test]" installs a pair that works'
+        )
 
 
 @pytest.hookimpl(hookwrapper=True)
