@@ -42,7 +42,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     test, each worker making the module's server or cluster again: that stops the run."""
     items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
     grouped = [item for item in items if item.get_closest_marker("xdist_group")]
-    if config.getvalue("loadgroup") and grouped and "@" not in grouped[0].nodeid:
+    if getattr(config.option, "loadgroup", False) and grouped and "@" not in grouped[0].nodeid:
         raise pytest.UsageError(
             "pytest-xdist did not group the tests marked xdist_group (a pytest it does not "
             'support?): pip install -e ".[test]" installs a pair that works'
