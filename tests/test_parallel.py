@@ -330,3 +330,20 @@ def test_workers_inside_a_launchers_jobs(tmp_path: Path, launcher: str) -> None:
         rows = pd.read_parquet(tmp_path / "sweep" / str(job) / "episodes.parquet")
         expected = pd.DataFrame(plain_loop("CartPole-v1", seed, 6))
         pd.testing.assert_frame_equal(rows[COMPARED], expected[COMPARED])
+
+
+def test_an_async_env_stopped_mid_step_closes_without_waiting_for_it() -> None:
+    """A signal that lands while the sub-environments step: closing terminates their processes
+    instead of reading half an answer (the Ctrl-C tests reach this only when the signal happens
+    to land there)."""
+    import gymnasium as gym
+    import numpy as np
+
+    from rlrec.envs import close_vector_env
+
+    vec = gym.vector.AsyncVectorEnv([lambda: gym.make("CartPole-v1")] * 2)
+    vec.reset(seed=0)
+    vec.step_async(np.zeros(2, dtype=np.int64))  # the step is under way, its answers unread
+    processes = list(vec.processes)
+    close_vector_env(vec)
+    assert vec.closed and not any(p.is_alive() for p in processes)
