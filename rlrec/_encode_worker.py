@@ -41,6 +41,8 @@ def to_rgb(frame: np.ndarray) -> np.ndarray:
     """
     if frame.dtype != np.uint8:
         frame = np.clip(frame, 0, 255).astype(np.uint8)
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
     if frame.ndim == 2:
         frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
     elif frame.shape[2] == 4:
@@ -122,8 +124,11 @@ class PyAvWriter:
 
         if self.pal8:
             frame = VideoFrame.from_ndarray(_palette_image(rgb), format="pal8")
-        elif self.i420:  # converted here, and handed over without a copy (the frame owns it)
-            frame = VideoFrame.from_numpy_buffer(to_i420(rgb), format="yuv420p")
+        elif self.i420:
+            # converted here and copied into the frame's own planes: ``from_numpy_buffer``
+            # (no copy) infers the height as rows // 6 * 4 and misplaces the U and V planes
+            # whenever the height is 2 mod 4 (every Atari frame's 210 rows)
+            frame = VideoFrame.from_ndarray(to_i420(rgb), format="yuv420p")
         else:
             frame = VideoFrame.from_ndarray(rgb, format="rgb24")
         frame.pts, frame.time_base = self.frames, 1 / self.rate

@@ -93,16 +93,21 @@ class Filming:
     def open(self, episode: int, slot: int = 0) -> VideoWriter:
         """A writer for ``episode``'s video; ``slot`` picks an encoder (films that overlap in time,
         on the sub-environments of a vector env, each need their own)."""
-        return self.open_path(self.run.video(self.video.file_name(episode)), slot)
+        path = self.run.video(self.video.file_name(episode))
+        return self.open_path(path, slot, f"env {self._env_id}, episode {episode}")
 
-    def open_path(self, path: Path, slot: int = 0) -> VideoWriter:
+    def open_path(self, path: Path, slot: int = 0, source: str | None = None) -> VideoWriter:
+        """A writer for the video at ``path``; ``source`` names the env (and the episode) in
+        errors."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        return self._encoder(slot).open(path, self.video)
+        source = source or f"env {self._env_id}, {path.name}"
+        return self._encoder(slot).open(path, self.video, source)
 
     def open_pending(self, slot: int) -> VideoWriter:
         """A writer for an episode whose index is not known yet (a vector ``Recorder`` numbers
         episodes as they end): a dot-prefixed name until ``settle`` gives it the episode's."""
-        return self.open_path(self.run.pending_video(slot, self.video.codec.extension), slot)
+        path = self.run.pending_video(slot, self.video.codec.extension)
+        return self.open_path(path, slot, f"env {self._env_id}, sub-environment {slot}")
 
     def settle(
         self,

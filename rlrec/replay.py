@@ -70,7 +70,7 @@ def replay_to_video(
     )
     try:
         with Encoder() as encoder:
-            writer = encoder.open(out, video)
+            writer = encoder.open(out, video, f"env {cfg.env.id}, episode {episode}")
             try:
                 digest = replay(env, int(row["seed"]), actions, writer.add)
             except BaseException:

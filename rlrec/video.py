@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from rlrec.codecs import DEFAULT_PRESET, Codec
+from rlrec.errors import FrameError
 from rlrec.rundir import partial_path
 
 log = logging.getLogger(__name__)
@@ -177,10 +178,11 @@ class Encoder:
             # buffered: the acknowledgements of several frames arrive in one read
             self._replies = io.BufferedReader(self._proc.stdout)
 
-    def open(self, path: Path, video: VideoSettings) -> VideoWriter:
-        """A writer for one video at ``path`` (its frames fix the size at the first ``add``)."""
+    def open(self, path: Path, video: VideoSettings, source: str | None = None) -> VideoWriter:
+        """A writer for one video at ``path`` (its frames fix the size at the first ``add``);
+        ``source`` names where its frames come from in errors (the env and the episode)."""
         self.start()
-        return VideoWriter(self, path, video)
+        return VideoWriter(self, path, video, source)
 
     def join(
         self,
@@ -327,22 +329,30 @@ class Encoder:
 class VideoWriter:
     """One video: ``add`` each frame, then ``close`` (or ``abort``)."""
 
-    def __init__(self, encoder: Encoder, path: Path, video: VideoSettings) -> None:
+    def __init__(
+        self, encoder: Encoder, path: Path, video: VideoSettings, source: str | None = None
+    ) -> None:
         self.path = path
         self.tmp_path = partial_path(path)
         self.frames = 0
+        self.source = source or path.name
         self._encoder, self._video = encoder, video
         self._ring: np.ndarray | None = None
 
     def add(self, frame: np.ndarray) -> None:
-        """Hand one RGB frame to the encoder; waits only while it is ``SLOTS`` frames behind."""
+        """Hand one RGB frame to the encoder; waits only while it is ``SLOTS`` frames behind.
+        A frame no film can hold is a ``FrameError`` (a ``ValueError``)."""
         if self._ring is None:
+            problem = frame_problem(frame)
+            if problem is not None:
+                raise FrameError(self.source, problem)
             self._start(frame)
-        elif frame.shape != self._ring.shape[1:]:
-            raise ValueError(
-                f"frame size changed from {self._ring.shape[1:]} to {frame.shape} "
-                f"within {self.path.name}"
+        elif getattr(frame, "shape", None) != self._ring.shape[1:]:
+            problem = frame_problem(frame) or (
+                f"render() returned {_described(frame)} after frames of shape "
+                f"{self._ring.shape[1:]}; one film holds frames of one size"
             )
+            raise FrameError(self.source, f"{problem} (frame {self.frames} of its film)")
         slot = self._encoder.claim_slot(self.path.name)
         np.copyto(self._ring[slot], frame, casting="unsafe")
         self._encoder.send_frame(slot)
@@ -382,3 +392,32 @@ class VideoWriter:
             "slots": len(self._ring),
         }
         self._encoder.send(f"open {json.dumps(spec)}")
+
+
+def frame_problem(frame: Any) -> str | None:
+    """What keeps ``frame`` out of a film (None if nothing): films hold grey, RGB or RGBA images
+    of at least 2x2 pixels (4:2:0 codecs store colour per 2x2 block).
+
+    >>> frame_problem(np.zeros((210, 160, 3), np.uint8)) is None
+    True
+    >>> frame_problem(np.zeros((1, 1, 3), np.uint8))
+    'render() returned a frame of shape (1, 1, 3); a film needs at least 2x2 pixels'
+    """
+    if not isinstance(frame, np.ndarray) or not np.issubdtype(frame.dtype, np.number):
+        return f"render() returned {_described(frame)}, not an image"
+    if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 3, 4))):
+        return (
+            f"render() returned {_described(frame)}, not an image (height, width) or "
+            "(height, width, channels) with 1, 3 or 4 channels"
+        )
+    if frame.shape[0] < 2 or frame.shape[1] < 2:
+        return f"render() returned {_described(frame)}; a film needs at least 2x2 pixels"
+    return None
+
+
+def _described(frame: Any) -> str:
+    if frame is None:
+        return "None"
+    if isinstance(frame, np.ndarray):
+        return f"a frame of shape {frame.shape}"
+    return f"a {type(frame).__name__}"

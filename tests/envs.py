@@ -74,3 +74,52 @@ class FailWhileFileExists(gym.Wrapper):
         if seed == self.fail_seed and os.path.exists(self.path):
             raise RuntimeError(f"failing on purpose at seed {seed} while {self.path} exists")
         return self.env.reset(seed=seed, options=options)
+
+
+class PixelCartPole(CartPoleEnv):
+    """CartPole filmed as synthetic frames of any size (``width`` x ``height``: coloured blocks
+    and a square that moves with the step count); with ``bad_frame`` (e.g. ``"none"``,
+    ``"1x1"``, ``"0rows"``, ``"2channels"``, ``"resize"``) every render from the env's
+    ``bad_at``-th step on (counted across episodes) is one no film can hold. ``frames`` keeps
+    every frame it rendered: the oracle's truth."""
+
+    def __init__(
+        self,
+        render_mode: str | None = None,
+        width: int = 160,
+        height: int = 210,
+        bad_frame: str | None = None,
+        bad_at: int = 0,
+    ) -> None:
+        super().__init__(render_mode=render_mode)
+        self.size, self.bad_frame, self.bad_at = (width, height), bad_frame, bad_at
+        self.steps, self.lifetime_steps = 0, 0
+        self.frames: list[np.ndarray] = []
+
+    def reset(self, *, seed=None, options=None):
+        self.steps = 0
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        self.steps += 1
+        self.lifetime_steps += 1
+        return super().step(action)
+
+    def render(self):
+        from tests.pixels import synthetic_frame
+
+        width, height = self.size
+        if self.bad_frame is not None and self.lifetime_steps >= self.bad_at:
+            return {
+                "none": None,
+                "1x1": np.zeros((1, 1, 3), np.uint8),
+                "0rows": np.zeros((0, width, 3), np.uint8),
+                "2channels": np.zeros((height, width, 2), np.uint8),
+                "resize": np.zeros((height + 2, width, 3), np.uint8),
+            }[self.bad_frame]
+        frame = synthetic_frame(width, height, self.steps)
+        self.frames.append(frame)
+        return frame
+
+
+gym.register("PixelCartPole-v0", entry_point=PixelCartPole, max_episode_steps=500)

@@ -75,6 +75,8 @@ class StreamedRecording:
         self.episode_id = -1
         self._video_name: str | None = None
         self._writer: VideoWriter | None = None
+        spec = getattr(env, "spec", None)
+        self._env_name = f"env {spec.id if spec is not None else type(env.unwrapped).__name__}"
         self._encoder = Encoder()
         self._encoder.start(chosen)  # imports its codec while the loop starts
 
@@ -90,7 +92,8 @@ class StreamedRecording:
         self.recording = True
         self._video_name = video_name
         path = os.path.join(self.video_folder, f"{video_name}.{self._settings.codec.extension}")
-        self._writer = self._encoder.open(Path(path), self._settings)
+        source = f"{self._env_name}, {video_name}"  # in errors: which env, which film
+        self._writer = self._encoder.open(Path(path), self._settings, source)
 
     def stop_recording(self) -> None:
         """End the recording: the file is whole under its final name when this returns."""
