@@ -90,22 +90,32 @@ def plain_loop(
     episodes: int,
     act: Callable[[Any], Any] | None = None,
     max_episode_steps: int | None = None,
+    renders: list[list[np.ndarray]] | None = None,
+    **kwargs: Any,
 ) -> list[dict[str, Any]]:
-    """What the contract says a run must produce, computed with Gymnasium alone."""
-    env = gym.make(env_id, max_episode_steps=max_episode_steps)
+    """What the contract says a run must produce, computed with Gymnasium alone; with
+    ``renders``, what ``env.render()`` returned in each episode is appended to it (the reset
+    frame, then one a step: what a film of the episode must show)."""
+    render_mode = "rgb_array" if renders is not None else None
+    env = gym.make(env_id, max_episode_steps=max_episode_steps, render_mode=render_mode, **kwargs)
     rows = []
     for i in range(episodes):
         seed = contract_seed(run_seed, i)
         env.action_space.seed(contract_seed(run_seed, i, 1))
         obs, _ = env.reset(seed=seed)
+        frames = [env.render()] if renders is not None else None
         total, length = 0.0, 0
         while True:
             action = env.action_space.sample() if act is None else act(obs)
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             length += 1
+            if frames is not None:
+                frames.append(env.render())
             if terminated or truncated:
                 break
+        if renders is not None:
+            renders.append(frames)
         rows.append(
             {
                 "episode": i,
