@@ -13,6 +13,7 @@
     python scripts/bench.py wrappers        # issues 16, 17: the drop-in wrappers and Recorders
     python scripts/bench.py envs            # issue 18: filming MuJoCo and Atari, memory, digest
     python scripts/bench.py scale           # issues 19, 20: shards; short sweeps, start-up, Ray
+    python scripts/bench.py pixels          # issue 28: filming, file size, replay, PSNR per codec
     python scripts/bench.py core --against 829b750   # also an older commit, interleaved
 
 ``--against REV`` checks REV out in a temporary git worktree and runs every rlrec command of the
@@ -333,6 +334,120 @@ def codecs(args: argparse.Namespace) -> None:
         per_frame = sizes[name] / len(frames)
         plays = "yes" if video.codec.browser else "no"
         print(f"  {name:14s} {fps:8.0f}  {per_frame:11.0f}  {plays}")
+
+
+def pixels(args: argparse.Namespace) -> None:
+    """Issue 28: filming against the render-only floor on CartPole and Pong, the default codec's
+    bytes against Gymnasium's file for the same episodes, replay against live filming, and each
+    codec's worst-frame PSNR on a real Pong game."""
+    out = Path(tempfile.mkdtemp(prefix="rlrec-pixels-"))
+    loops = {
+        "CartPole": ("--env", "CartPole-v1", "--episodes", "5", "--max-steps", "500"),
+        "Pong": (
+            "--env",
+            "ALE/Pong-v5",
+            "--policy",
+            "random",
+            "--episodes",
+            "1",
+            "--max-steps",
+            "0",
+        ),
+    }
+    one_step = ("--episodes", "1", "--max-steps", "1")
+    folders: dict[tuple[str, str], Path] = {}
+
+    def film(env: str, who: str, *extra: str) -> Callable[[], list[str]]:
+        def command() -> list[str]:
+            folder = Path(tempfile.mkdtemp(dir=out))
+            folders[env, who] = folder
+            return baseline("recordvideo", *loops[env], "--out", str(folder), *extra)
+
+        return command
+
+    commands: dict[str, Callable[[], list[str]]] = {}
+    for env, loop in loops.items():
+        commands |= {
+            f"{env} render only": lambda loop=loop: baseline("render", *loop),
+            f"{env} rlrec (veryfast)": film(env, "rlrec", "--wrappers", "rlrec"),
+            f"{env} rlrec ultrafast": film(
+                env, "ultra", "--wrappers", "rlrec", "--preset", "ultrafast"
+            ),
+            f"{env} gymnasium": film(env, "gym"),
+            f"{env} start-up render": lambda loop=loop: baseline("render", *loop, *one_step),
+            f"{env} start-up rlrec": lambda loop=loop: baseline(
+                "recordvideo", *loop, "--out", str(out / "x"), "--wrappers", "rlrec", *one_step
+            ),
+        }
+    runs = interleaved(commands, args.repeats)
+    print(
+        f"\nFilming every frame against rendering alone (median of {args.repeats}, start-up out):"
+    )
+    for env in loops:
+        floor = median(runs[f"{env} render only"]) - median(runs[f"{env} start-up render"])
+        start = median(runs[f"{env} start-up rlrec"])
+        for who in ("rlrec (veryfast)", "rlrec ultrafast"):
+            loop_s = median(runs[f"{env} {who}"]) - start
+            print(
+                f"  {env:8s} {who:17s} {loop_s:6.2f} s / render only {floor:6.2f} s = "
+                f"{loop_s / floor:.2f}x   (target <= 1.20x)"
+            )
+    print("\nBytes of the same episodes' films (the last run's files):")
+    for env in loops:
+        size = {
+            who: sum(f.stat().st_size for f in folders[env, who].glob("*.mp4"))
+            for who in ("rlrec", "ultra", "gym")
+        }
+        print(
+            f"  {env:8s} gymnasium {size['gym']:8d}   rlrec veryfast {size['rlrec']:8d} "
+            f"({size['rlrec'] / size['gym']:.2f}x, target <= 1.3x)   ultrafast {size['ultra']:8d} "
+            f"({size['ultra'] / size['gym']:.2f}x)"
+        )
+    shutil.rmtree(out, ignore_errors=True)
+    adaptive(args)
+    _codec_psnr(args)
+
+
+def _codec_psnr(args: argparse.Namespace) -> None:
+    """Each codec on one Pong game's frames (random actions, seed 0): frames per second through
+    the encoder process, bytes per frame, and the worst and mean PSNR of the decoded frames."""
+    import ale_py
+    import gymnasium as gym
+
+    sys.path.insert(0, str(ROOT))
+    from rlrec.codecs import CODECS
+    from rlrec.video import Encoder, VideoSettings
+    from tests.pixels import fidelity
+
+    gym.register_envs(ale_py)
+    env = gym.make("ALE/Pong-v5", render_mode="rgb_array")
+    env.action_space.seed(0)
+    env.reset(seed=0)
+    frames, done = [env.render()], False
+    while not done:
+        *_, terminated, truncated, _ = env.step(env.action_space.sample())
+        frames.append(env.render())
+        done = terminated or truncated
+    env.close()
+    folder = Path(tempfile.mkdtemp(prefix="rlrec-psnr-"))
+    print(f"\nEach codec at its defaults, one Pong game ({len(frames)} frames, 160x210):")
+    print("  codec   frames/s  bytes/frame  worst PSNR  mean PSNR")
+    with Encoder() as encoder:
+        for name, codec in CODECS.items():
+            path = folder / f"pong.{codec.extension}"
+            start = time.perf_counter()
+            writer = encoder.open(path, VideoSettings(codec, 15))
+            for frame in frames:
+                writer.add(frame)
+            writer.close()
+            fps = len(frames) / (time.perf_counter() - start)
+            result = fidelity(path, frames)
+            print(
+                f"  {name:6s} {fps:9.0f}  {path.stat().st_size / len(frames):11.0f}  "
+                f"{result.worst:10.1f}  {result.mean:9.1f}"
+            )
+
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def report(args: argparse.Namespace) -> None:
@@ -1160,6 +1275,7 @@ def main() -> None:
             "wrappers",
             "envs",
             "scale",
+            "pixels",
         ],
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs of each filming command")
@@ -1185,6 +1301,7 @@ def main() -> None:
         "wrappers": wrappers,
         "envs": envs,
         "scale": scale,
+        "pixels": pixels,
     }
     suites[args.suite](args)
 

@@ -67,8 +67,9 @@ def recordvideo(args: argparse.Namespace) -> None:
     RecordEpisodeStatistics = _wrapper(args, "RecordEpisodeStatistics")
     RecordVideo = _wrapper(args, "RecordVideo")
     env = _make(args, render_mode="rgb_array")
+    extra = {"preset": args.preset} if args.preset else {}  # rlrec's drop-in only
     env = RecordVideo(
-        env, video_folder=args.out, name_prefix="eval", episode_trigger=lambda _: True
+        env, video_folder=args.out, name_prefix="eval", episode_trigger=lambda _: True, **extra
     )
     env = RecordEpisodeStatistics(env, buffer_length=args.episodes)
     act = _policy(args, env)
@@ -243,6 +244,7 @@ def main() -> None:
     parser.add_argument(
         "--env", default="CartPole-v1", help="recordvideo, render, vector: the env id"
     )
+    parser.add_argument("--preset", help="recordvideo --wrappers rlrec: video.preset")
     parser.add_argument("--num-envs", type=int, default=2, help="vector: sub-environments")
     parser.add_argument("--vectorization", default="async", help="vector: sync or async")
     args = parser.parse_args()
