@@ -60,8 +60,9 @@ class Objects:
     vec_hooks: list[PolicyHooks] = field(default_factory=list)
     sinks: list[Sink] = field(default_factory=list)
 
-    @property
-    def seed(self) -> int:
+    @functools.cached_property
+    def seed(self) -> int | None:
+        # read once: an OmegaConf lookup costs microseconds, and every episode needs it
         return self.cfg.seed
 
     @property
@@ -163,7 +164,7 @@ def build(cfg: DictConfig, run_dir: Path | str, job: int = 0, worker: int | None
             video,
             run,
             cfg.env.id,
-            functools.partial(make_env, cfg.env, render=True, log_dir=run.path),
+            functools.partial(make_env, cfg.env, render=True, log_dir=run.path, checked=False),
             in_charge=in_charge,
             parallel=parallel,
             worker=worker,

@@ -22,10 +22,16 @@ from rlrec.env_ids import ensure_registered
 from rlrec.errors import ConfigError
 
 
-def make_env(env_cfg: DictConfig, *, render: bool, log_dir: Path | None = None) -> gym.Env:
+def make_env(
+    env_cfg: DictConfig, *, render: bool, log_dir: Path | None = None, checked: bool = True
+) -> gym.Env:
     """``gymnasium.make`` from the ``env`` node, wrapped as ``env.wrappers`` says; ``render``
-    asks for ``rgb_array`` frames; a simulator's log file goes to ``log_dir`` (the run's)."""
+    asks for ``rgb_array`` frames; a simulator's log file goes to ``log_dir`` (the run's).
+    ``checked=False``: without Gymnasium's passive env checker, for a second env of a run whose
+    first was checked (the checker's first render costs a CartPole replay 70 ms)."""
     env_id, kwargs = _make_kwargs(env_cfg, render, log_dir)
+    if not checked:
+        kwargs.setdefault("disable_env_checker", True)
     wrappers = wrapper_specs(env_cfg)
     with _config_errors(env_id):
         env = gym.make(env_id, **kwargs)

@@ -239,12 +239,14 @@ def test_adaptive_films_are_their_episodes(method, tmp_path):
     _assert_films_are_their_episodes(tmp_path, _rows(tmp_path), 77, 101)
 
 
-def test_vector_runs_film_each_sub_environments_episodes(tmp_path):
-    args = [*_pixel_env(150, 150), "env.num_envs=2", "episodes=6", "trigger=every"]
+@pytest.mark.parametrize("parallel", ["env.num_envs=2", "workers=2"])
+def test_vector_and_worker_runs_film_each_episode(parallel, tmp_path):
+    args = [*_pixel_env(150, 150), parallel, "episodes=6", "trigger=every"]
     result = run_cli([*args, "sinks=[parquet]"], tmp_path)
     assert result.code == 0, result.proc.stderr[-2000:]
     rows = _rows(tmp_path)
-    assert {r["env_index"] for r in rows} == {0, 1}
+    if parallel == "env.num_envs=2":
+        assert {r["env_index"] for r in rows} == {0, 1}
     _assert_films_are_their_episodes(tmp_path, rows, 150, 150)
 
 
