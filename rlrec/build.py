@@ -21,9 +21,10 @@ from typing import Any
 import gymnasium as gym
 from omegaconf import DictConfig
 
+from rlrec import mujoco_envs
 from rlrec.codecs import DEFAULT_PRESET, check_quality, codec_for
 from rlrec.config import instantiate_node, validate
-from rlrec.envs import close_vector_env, make_env, make_vector_env
+from rlrec.envs import close_vector_env, make_env, make_vector_env, wrapper_specs
 from rlrec.episode import SuccessRule
 from rlrec.errors import ConfigError
 from rlrec.filming import Filming
@@ -32,7 +33,7 @@ from rlrec.rundir import RunDir
 from rlrec.signals import StopSignals
 from rlrec.sinks import Sink, as_sink
 from rlrec.triggers import Never, TriggerView
-from rlrec.video import Encoder, VideoSettings, declares_fps, video_fps
+from rlrec.video import Encoder, FrameSkip, VideoSettings, declares_fps, frame_skip, video_fps
 
 log = logging.getLogger(__name__)
 
@@ -145,20 +146,20 @@ def build(cfg: DictConfig, run_dir: Path | str, job: int = 0, worker: int | None
                 cfg.policy, vec.single_observation_space, vec.single_action_space, vec.num_envs
             )
             hooks, metadata, spec = vec_hooks[0], vec.metadata, vec.spec
+            skip = _vector_frame_skip(cfg.env, vec)
         else:
             env = make_env(cfg.env, render=renders, log_dir=run.path)
             hooks = PolicyHooks.of(
                 build_policy(cfg.policy, env.observation_space, env.action_space)
             )
-            metadata, spec = env.metadata, env.spec
+            metadata, spec, skip = env.metadata, env.spec, frame_skip(env)
             if not runs_here:  # only its spaces were needed: the workers build their own
                 env.close()
                 env = None
-        video = VideoSettings(
-            codec, video_fps(cfg.video.fps, metadata, spec), cfg.video.name_prefix, preset, crf
-        )
+        fps = video_fps(cfg.video.fps, metadata, spec, skip.factor)
+        video = VideoSettings(codec, fps, cfg.video.name_prefix, preset, crf)
         if renders and in_charge and not cfg.video.fps:
-            _say_fps(cfg.env.id, video.fps, metadata, spec)
+            _say_fps(cfg.env.id, video.fps, metadata, spec, skip)
         filming = Filming(
             trigger,
             video,
@@ -222,13 +223,14 @@ def build_for_loop(
     encoder = None
     if renders:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # as make_env does for rlrec's envs
+        mujoco_envs.prepare_gl_for(env)  # a headless OpenGL backend, before the first frame
         encoder = Encoder()  # a process: it imports its codecs while the user's loop starts
         encoder.start(codec)
-    video = VideoSettings(
-        codec, video_fps(cfg.video.fps, env.metadata, env.spec), cfg.video.name_prefix, preset, crf
-    )
+    skip = frame_skip(env)
+    fps = video_fps(cfg.video.fps, env.metadata, env.spec, skip.factor)
+    video = VideoSettings(codec, fps, cfg.video.name_prefix, preset, crf)
     if renders and not cfg.video.fps:
-        _say_fps(cfg.env.id, video.fps, env.metadata, env.spec)
+        _say_fps(cfg.env.id, video.fps, env.metadata, env.spec, skip)
     filming = Filming(view, video, RunDir(run_dir), cfg.env.id, replay_env, encoder=encoder)
     success = SuccessRule(cfg.get("success_threshold"), cfg.get("success_key"))
     return Objects(
@@ -237,15 +239,35 @@ def build_for_loop(
     )  # fmt: skip
 
 
-def _say_fps(env_id: str, fps: float, metadata: dict[str, Any], spec: Any) -> None:
-    """Where the env does not say how fast its frames come, say which rate films play at."""
-    if not declares_fps(metadata, spec):
+def _say_fps(env_id: str, fps: float, metadata: dict[str, Any], spec: Any, skip: FrameSkip) -> None:
+    """Where rlrec cannot tell how fast an env's frames come, say which rate films play at."""
+    if skip.unread:
+        log.warning(
+            "%s is wrapped in %s, whose frame skip rlrec cannot read (no frame_skip or _skip "
+            "attribute): its films play at %g fps; set video.fps to its real-time rate",
+            env_id,
+            ", ".join(skip.unread),
+            fps,
+        )
+    elif not declares_fps(metadata, spec):
         log.warning(
             "%s declares no render_fps: its films play at %g fps; set video.fps to its "
             "real-time rate (video.fps=... or video={'fps': ...})",
             env_id,
             fps,
         )
+
+
+def _vector_frame_skip(env_cfg: DictConfig, vec: gym.vector.VectorEnv) -> FrameSkip:
+    """The frame skip of a vector env's sub-environments: read off the first where this process
+    holds it, else (async: they live in other processes) off one built here to be read."""
+    if getattr(vec.unwrapped, "envs", None) or not wrapper_specs(env_cfg):
+        return frame_skip(vec)
+    probe = make_env(env_cfg, render=False)
+    try:
+        return frame_skip(probe)
+    finally:
+        probe.close()
 
 
 def _vector_hooks(

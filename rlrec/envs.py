@@ -6,6 +6,7 @@ import contextlib
 import functools
 import os
 import signal
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,23 +24,33 @@ from rlrec.errors import ConfigError
 
 
 def make_env(
-    env_cfg: DictConfig, *, render: bool, log_dir: Path | None = None, checked: bool = True
+    env_cfg: DictConfig,
+    *,
+    render: bool,
+    log_dir: Path | None = None,
+    checked: bool = True,
+    follow_agent: bool = True,
 ) -> gym.Env:
     """``gymnasium.make`` from the ``env`` node, wrapped as ``env.wrappers`` says; ``render``
     asks for ``rgb_array`` frames; a simulator's log file goes to ``log_dir`` (the run's).
     ``checked=False``: without Gymnasium's passive env checker, for a second env of a run whose
-    first was checked (the checker's first render costs a CartPole replay 70 ms)."""
+    first was checked (the checker's first render costs a CartPole replay 70 ms).
+    ``follow_agent=False``: a MuJoCo env keeps Gymnasium's camera (a ``Recorder``'s env, which
+    the user built, is replayed as it was filmed)."""
     env_id, kwargs = _make_kwargs(env_cfg, render, log_dir)
     if not checked:
         kwargs.setdefault("disable_env_checker", True)
     wrappers = wrapper_specs(env_cfg)
+    limit = _outer_limit(kwargs, wrappers)
+    follow = follow_agent and _follows_agent(kwargs)
     with _config_errors(env_id):
         env = gym.make(env_id, **kwargs)
     if render and not _renders_rgb(env.metadata):
         env.close()
         raise _cannot_film(env_id)
     try:
-        return apply_wrappers(wrappers, _aim_afresh(env) if render else env)
+        env = apply_wrappers(wrappers, _film_camera(env, follow) if render else env)
+        return gym.wrappers.TimeLimit(env, limit) if limit else env
     except BaseException:
         env.close()
         raise
@@ -89,10 +100,15 @@ def make_vector_env(
     env_id, kwargs = _make_kwargs(env_cfg, render, log_dir)
     mode = env_cfg.get("vectorization", "sync")
     vector_kwargs: dict[str, Any] = {"autoreset_mode": AutoresetMode.DISABLED}
-    wrappers: list[Any] = [_aim_afresh] if render else []
     specs = wrapper_specs(env_cfg)
+    limit = _outer_limit(kwargs, specs)
+    wrappers: list[Any] = []
+    if render:
+        wrappers.append(functools.partial(_film_camera, follow=_follows_agent(kwargs)))
     if specs:
         wrappers.append(functools.partial(apply_wrappers, specs))
+    if limit:
+        wrappers.append(functools.partial(gym.wrappers.TimeLimit, max_episode_steps=limit))
     if mode == "async":
         # Ctrl-C reaches every process of the terminal's group: the sub-environments' processes
         # leave it to the runner, which stops them in order. (Gymnasium also builds one env in
@@ -131,9 +147,29 @@ def close_vector_env(vec: gym.vector.VectorEnv) -> None:
     vec.closed = True
 
 
-def _aim_afresh(env: gym.Env) -> gym.Env:
-    """A MuJoCo env's camera aimed anew at every reset (``mujoco_envs.FreshCamera``)."""
-    return mujoco_envs.FreshCamera(env) if hasattr(env.unwrapped, "mujoco_renderer") else env
+def _film_camera(env: gym.Env, follow: bool) -> gym.Env:
+    """A MuJoCo env filmed through the camera that follows its agent where its model has one
+    and the user named none (``follow``), its free camera aimed anew at every reset
+    (``mujoco_envs.FreshCamera``)."""
+    if not hasattr(env.unwrapped, "mujoco_renderer"):
+        return env
+    if follow:
+        mujoco_envs.follow_agent(env)
+    return mujoco_envs.FreshCamera(env)
+
+
+def _follows_agent(kwargs: dict[str, Any]) -> bool:
+    """Whether rlrec picks the camera: the user's ``env.kwargs`` name none."""
+    return not any(key in kwargs for key in mujoco_envs.CAMERA_KWARGS)
+
+
+def _outer_limit(kwargs: dict[str, Any], wrappers: list[dict[str, Any]]) -> int | None:
+    """``env.max_episode_steps`` counts the steps the policy takes: with ``env.wrappers`` (a
+    frame-skipping one makes a step several of the env's), it is a ``TimeLimit`` around them,
+    taken out of ``kwargs`` (the env's own limit stays inside); without, ``gymnasium.make``'s."""
+    if not wrappers or kwargs.get("max_episode_steps") is None:
+        return None
+    return kwargs.pop("max_episode_steps")
 
 
 def _ignore_sigint_outside(runner_pid: int, env: gym.Env) -> gym.Env:
@@ -176,12 +212,24 @@ def _make_kwargs(
 
 @contextlib.contextmanager
 def _config_errors(env_id: str) -> Iterator[None]:
-    """Building the env: a missing package or a rejected keyword is the user's to fix."""
+    """Building the env: a missing package or a rejected keyword is the user's to fix. The
+    warnings Gymnasium gives on the way (an old version's "out of date") are shown only if the
+    env is built: a refused one is said in one line."""
     try:
-        yield
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            yield
+        for warning in caught:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     except gym.error.DependencyNotInstalled as err:
         raise ConfigError(
             "env.id", f"{env_id} needs a package that is not installed ({err})", _extra_fix(env_id)
+        ) from None
+    except (ImportError, gym.error.DeprecatedEnv) as err:  # e.g. a version Gymnasium removed
+        raise ConfigError(
+            "env.id", f"{env_id} cannot be made here ({_one_line(err)})", _newest_fix(env_id)
         ) from None
     except TypeError as err:
         raise ConfigError(
@@ -221,3 +269,20 @@ def _extra_fix(env_id: str) -> str:
         if module in entry:
             return f'install it with pip install "{extra}"'
     return "install the package the message names"
+
+
+def _newest_fix(env_id: str) -> str:
+    """Name the newest version of ``env_id`` that Gymnasium has, and where older ones live."""
+    namespace, name, _ = gym.envs.registration.parse_env_id(env_id.rpartition(":")[2])
+    newest = gym.envs.registration.find_highest_version(namespace, name)
+    if newest is None:
+        return "install the package the message names, or pick another env.id"
+    newest_id = gym.envs.registration.get_env_id(namespace, name, newest)
+    where = "the package the message names"
+    if mujoco_envs.uses_mujoco(newest_id):
+        where = "gymnasium-robotics, which has Gymnasium's MuJoCo v2 and v3 envs"
+    return f"use env.id={newest_id} (the newest version Gymnasium has), or install {where}"
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()).rstrip(".")

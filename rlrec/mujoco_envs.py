@@ -91,6 +91,63 @@ def prepare_gl(env_id: str, backends: Iterable[str] = HEADLESS_BACKENDS) -> None
     os.environ[_CHECKED] = chosen
 
 
+#: ``env.kwargs`` that choose a MuJoCo env's camera: where the user passes one, it stands.
+CAMERA_KWARGS = ("camera_id", "camera_name", "default_camera_config")
+#: The camera Gymnasium's v5 locomotion models (HalfCheetah, Hopper, Ant, Walker2d, Humanoid,
+#: Swimmer, ...) carry that follows the agent (``mode="trackcom"``).
+TRACKING_CAMERA = "track"
+
+
+def follow_agent(env: gym.Env) -> bool:
+    """Film ``env`` through its model's ``track`` camera, if it has one and renders with the
+    free camera; return whether it does now.
+
+    Gymnasium 1.x finds that camera when none is named, then renders with its free camera
+    instead (for ``default_camera_config`` to apply): a camera that stays where the episode
+    began, which a running agent leaves within a hundred steps."""
+    import mujoco
+
+    renderer = getattr(env.unwrapped, "mujoco_renderer", None)
+    model = getattr(env.unwrapped, "model", None)
+    if renderer is None or model is None or getattr(renderer, "camera_id", None) != -1:
+        return False
+    camera = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, TRACKING_CAMERA)
+    if camera < 0:
+        return False
+    renderer.camera_id = camera
+    return True
+
+
+def prepare_gl_for(env: Any) -> None:
+    """``prepare_gl`` for an env already built (a drop-in wrapper's): Gymnasium's MuJoCo renderer
+    picks its OpenGL backend at the first frame, so choosing it now is in time. An async vector
+    env's processes started with the environment they had: without a backend there, say how to
+    give them one."""
+    if not sys.platform.startswith("linux") or os.environ.get("MUJOCO_GL"):
+        return  # a native context (macOS, Windows), or the user's choice
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return  # Gymnasium's own choice (GLFW) works with a display
+    sub_envs = getattr(env.unwrapped, "envs", None)
+    if isinstance(env, gym.vector.VectorEnv) and sub_envs is None:
+        spec = getattr(env, "spec", None)
+        if spec is not None and spec.id in gym.registry and uses_mujoco(spec.id):
+            raise ConfigError(
+                "MUJOCO_GL",
+                "is unset and there is no display, so this async vector env's processes "
+                "cannot render MuJoCo frames",
+                "set MUJOCO_GL=egl (or osmesa) before gymnasium.make_vec",
+            )
+        return
+    inner = sub_envs[0] if sub_envs else env
+    if not hasattr(inner.unwrapped, "mujoco_renderer"):
+        return
+    if importlib.util.find_spec("mujoco") is None:
+        return
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)
+    os.environ["MUJOCO_GL"] = _first_working(list(HEADLESS_BACKENDS))
+    os.environ[_CHECKED] = os.environ["MUJOCO_GL"]
+
+
 class FreshCamera(gym.Wrapper):
     """Aim a MuJoCo env's camera at every reset as a new renderer would aim it."""
 

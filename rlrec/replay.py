@@ -46,7 +46,7 @@ def replay_to_video(
     from rlrec.codecs import DEFAULT_PRESET, codec_for
     from rlrec.envs import make_env
     from rlrec.episode import replay
-    from rlrec.video import Encoder, VideoSettings, video_fps
+    from rlrec.video import Encoder, VideoSettings, frame_skip, video_fps
 
     run = RunDir(run_dir)
     config = run.read_config()
@@ -61,10 +61,12 @@ def replay_to_video(
     chosen = codec_for(codec or cfg.video.codec)
     out = out or run.replay_video(episode, chosen.extension)
     out.parent.mkdir(parents=True, exist_ok=True)
-    env = make_env(cfg.env, render=True, log_dir=run.path)
+    # a Recorder's env was the user's: replayed through the camera it was filmed with
+    recorder = config.get("recorder") is not None
+    env = make_env(cfg.env, render=True, log_dir=run.path, follow_agent=not recorder)
     video = VideoSettings(
         chosen,
-        video_fps(cfg.video.fps, env.metadata, env.spec),
+        video_fps(cfg.video.fps, env.metadata, env.spec, frame_skip(env).factor),
         preset=cfg.video.get("preset", DEFAULT_PRESET),
         crf=cfg.video.get("crf") if chosen.name == cfg.video.codec else None,
     )

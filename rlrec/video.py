@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from rlrec.codecs import DEFAULT_PRESET, Codec
@@ -66,10 +67,13 @@ DEFAULT_FPS = 30
 ATARI_HZ = 60
 
 
-def video_fps(fps: float | None, metadata: dict[str, Any], spec: Any = None) -> float:
+def video_fps(
+    fps: float | None, metadata: dict[str, Any], spec: Any = None, skip: float = 1.0
+) -> float:
     """``video.fps``, or the rate at which a film lasts as long as its episode's simulated time:
     60 / frameskip for ALE envs (whose ``render_fps`` of 30 ignores the frame skip), else
-    ``metadata["render_fps"]`` (MuJoCo derives it from its time step and frame skip), else 30.
+    ``metadata["render_fps"]`` (MuJoCo derives it from its time step and frame skip), else 30;
+    divided by ``skip``, the frames the wrappers skip (``frame_skip``).
 
     >>> import gymnasium as gym
     >>> video_fps(None, {"render_fps": 50}), video_fps(24, {"render_fps": 50})
@@ -77,13 +81,63 @@ def video_fps(fps: float | None, metadata: dict[str, Any], spec: Any = None) -> 
     >>> video_fps(None, {"render_fps": 30}, gym.envs.registration.EnvSpec(
     ...     "ALE/Pong-v5", "ale_py.env:AtariEnv", kwargs={"frameskip": 4}))
     15.0
+    >>> video_fps(None, {"render_fps": 30}, gym.envs.registration.EnvSpec(
+    ...     "PongNoFrameskip-v4", "ale_py.env:AtariEnv", kwargs={"frameskip": 1}), skip=4)
+    15.0
     """
     if fps:
         return float(fps)
-    skip = atari_frameskip(spec)
-    if skip is not None:
-        return ATARI_HZ / skip
-    return float(metadata.get("render_fps") or DEFAULT_FPS)
+    frames = atari_frameskip(spec)
+    if frames is not None:
+        return ATARI_HZ / frames / skip
+    return float(metadata.get("render_fps") or DEFAULT_FPS) / skip
+
+
+#: A wrapper's own attributes that declare how many steps of the env inside one of its steps
+#: spans: Gymnasium's ``AtariPreprocessing.frame_skip`` and ``MaxAndSkipObservation._skip``,
+#: Stable-Baselines3's ``MaxAndSkipEnv._skip``, and the usual names of hand-written ones.
+SKIP_ATTRIBUTES = ("frame_skip", "_skip", "skip", "frameskip", "_frame_skip")
+
+
+@dataclass(frozen=True)
+class FrameSkip:
+    """The steps of the base env that one step of a wrapped env spans (the product of the skips
+    its wrappers declare), and the wrappers whose name says they skip but whose skip rlrec cannot
+    read."""
+
+    factor: float = 1.0
+    unread: tuple[str, ...] = ()
+
+
+def frame_skip(env: Any) -> FrameSkip:
+    """The frame skips of the wrappers around ``env``'s base env (a vector env's: those of its
+    first sub-environment, where this process holds it, as a sync vector env does).
+
+    >>> env = gym.make("CartPole-v1")
+    >>> frame_skip(gym.wrappers.MaxAndSkipObservation(env, skip=4)).factor
+    4.0
+    >>> frame_skip(env)
+    FrameSkip(factor=1.0, unread=())
+    """
+    if isinstance(env, gym.vector.VectorEnv):
+        sub_envs = getattr(env.unwrapped, "envs", None)
+        if not sub_envs:
+            return FrameSkip()
+        env = sub_envs[0]
+    factor, unread = 1.0, []
+    while isinstance(env, gym.Wrapper):
+        own = vars(env)  # the wrapper's own attributes, not the env's inside it
+        skips = [own[name] for name in SKIP_ATTRIBUTES if _is_count(own.get(name))]
+        if skips:
+            factor *= int(skips[0])
+        elif "skip" in type(env).__name__.lower():
+            unread.append(type(env).__name__)
+        env = env.env
+    return FrameSkip(factor, tuple(unread))
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 
 
 def atari_frameskip(spec: Any) -> float | None:

@@ -123,3 +123,17 @@ class PixelCartPole(CartPoleEnv):
 
 
 gym.register("PixelCartPole-v0", entry_point=PixelCartPole, max_episode_steps=500)
+
+
+class OpaqueSkip(gym.Wrapper):
+    """A frame-skipping wrapper that does not say its skip (no ``frame_skip`` or ``_skip``):
+    rlrec must say which rate it films at."""
+
+    def step(self, action):
+        total = 0.0
+        for _ in range(2):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            if terminated or truncated:
+                break
+        return obs, total, terminated, truncated, info

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ale_py
+import av
 import Box2D  # noqa: F401 - the Box2D presets need it (the [test] extra installs it)
 import gymnasium as gym
 import minigrid  # noqa: F401 - registers MiniGrid ids for the independent loops
-import mujoco  # noqa: F401 - the MuJoCo presets need it
+import mujoco
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -27,7 +28,8 @@ from rlrec.digest import ObsDigest
 from rlrec.env_ids import ensure_registered
 from rlrec.errors import ConfigError
 from rlrec.replay import replay_to_video
-from tests.conftest import ROOT, all_frames, plain_loop, probe, run_cli
+from tests.conftest import ROOT, all_frames, contract_seed, plain_loop, probe, run_cli
+from tests.pixels import assert_faithful
 from tests.policies import ObsDrivenPolicy
 from tests.system import require_library
 
@@ -75,12 +77,18 @@ def custom_act(env_id: str):
     return policy.act
 
 
-def assert_films_play_each_episode(run_dir: Path, rows: list[dict], fps: float) -> None:
-    """Every film: the reset frame and one a step, at the real-time rate, frames that change
-    (no black or frozen film, also after the first episode)."""
-    for row in rows:
+def assert_films_play_each_episode(
+    run_dir: Path, rows: list[dict], fps: float, renders: list[list[np.ndarray]] | None = None
+) -> None:
+    """Every film: the reset frame and one a step, at the real-time rate; the frames the
+    independent loop rendered (``renders``), or else frames that change (no black or frozen
+    film, also after the first episode)."""
+    for i, row in enumerate(rows):
         film = probe(run_dir / row["video"])
         assert (film.frames, film.fps) == (row["length"] + 1, fps), row
+        if renders is not None:
+            assert_faithful(run_dir / row["video"], renders[i])
+            continue
         frames = np.stack(all_frames(run_dir / row["video"]))
         assert frames.max() > 0 and not (frames == frames[0]).all(), row["video"]
 
@@ -99,9 +107,14 @@ def test_a_preset_films_headless_and_matches_an_independent_loop(preset, policy,
     assert result.code == 0, result.proc.stderr[-3000:]
     rows = rows_of(run_dir)
     act = custom_act(family.env_id) if policy == "custom" else None
-    expected = plain_loop(family.env_id, 5, 2, act=act, max_episode_steps=family.steps)
+    # the truth for the films: what Gymnasium renders, where rendering is cheap (MuJoCo's
+    # software renderer is not: its films must show motion instead)
+    renders: list[list[np.ndarray]] | None = None if family.mujoco else []
+    expected = plain_loop(
+        family.env_id, 5, 2, act=act, max_episode_steps=family.steps, renders=renders
+    )
     assert [{k: r[k] for k in COLUMNS} for r in rows] == expected
-    assert_films_play_each_episode(run_dir, rows, family.fps)
+    assert_films_play_each_episode(run_dir, rows, family.fps, renders)
     if policy == "random":
         # the actions of an image or dict observation's episode are stored and replay it exactly
         replayed = replay_to_video(run_dir, 1)
@@ -305,3 +318,177 @@ def test_a_mujoco_preset_without_mujoco_names_the_extra(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     expected = 'env.id | install it with pip install "rlrec[mujoco]"'
     assert done.stdout.strip() == expected, done.stderr
+
+
+# -- the agent in the picture, at its real speed, in any loop -------------------------------------
+
+
+def _projected_inside(env: gym.Env, camera: int, aspect: float) -> bool:
+    """Whether the agent's root body projects inside the frame of MuJoCo camera ``camera``
+    (pinhole projection from the camera's pose and field of view, computed by MuJoCo alone)."""
+    model, data = env.unwrapped.model, env.unwrapped.data
+    mujoco.mj_forward(model, data)  # the poses of the state reached, not the one before it
+    rotation = data.cam_xmat[camera].reshape(3, 3)
+    local = rotation.T @ (data.xpos[1] - data.cam_xpos[camera])  # the camera looks along -z
+    if local[2] >= 0:
+        return False
+    half_height = np.tan(np.radians(model.cam_fovy[camera]) / 2) * -local[2]
+    return abs(local[1]) < half_height and abs(local[0]) < half_height * aspect
+
+
+@pytest.mark.parametrize(("env_id", "steps"), [("HalfCheetah-v5", 90), ("Ant-v5", 60)])
+def test_mujoco_films_follow_the_agent(env_id, steps, tmp_path, monkeypatch):
+    # the agent leaves Gymnasium's default (free, still) camera by step ~80-90 (HalfCheetah) or
+    # ~50 (Ant) of this episode; the model's track camera keeps it in every frame
+    need_gl(PRESETS["halfcheetah"])
+    width, height = 160, 120
+    overrides = ["env=halfcheetah", f"env.id={env_id}", f"env.max_episode_steps={steps}"]
+    overrides += [f"+env.kwargs.width={width}", f"+env.kwargs.height={height}"]
+    result = run_cli([*overrides, "episodes=1", "trigger=every"], tmp_path, environ=HEADLESS)
+    assert result.code == 0, result.proc.stderr[-3000:]
+    (row,) = rows_of(tmp_path)
+    for name in ("MUJOCO_GL", "RLREC_MUJOCO_GL_CHECKED"):
+        monkeypatch.delenv(name, raising=False)  # restored afterwards, with what is set now
+    mujoco_envs.prepare_gl(env_id)
+    # the truth: Gymnasium alone, the same episode rendered through the model's track camera
+    renders: list[list[np.ndarray]] = []
+    kwargs = {"camera_name": "track", "width": width, "height": height}
+    plain_loop(env_id, 0, 1, max_episode_steps=steps, renders=renders, **kwargs)
+    assert len(renders[0]) == row["length"] + 1
+    assert_faithful(tmp_path / row["video"], renders[0])
+    # ... and that camera has the agent in view at every step
+    env = gym.make(env_id, max_episode_steps=steps)
+    camera = mujoco.mj_name2id(env.unwrapped.model, mujoco.mjtObj.mjOBJ_CAMERA, "track")
+    env.action_space.seed(contract_seed(0, 0, 1))
+    env.reset(seed=contract_seed(0, 0))
+    seen = [_projected_inside(env, camera, width / height)]
+    for _ in range(row["length"]):
+        env.step(env.action_space.sample())
+        seen.append(_projected_inside(env, camera, width / height))
+    env.close()
+    assert all(seen), seen.index(False)
+
+
+def test_a_named_camera_stands(tmp_path, monkeypatch):
+    need_gl(PRESETS["halfcheetah"])
+    overrides = ["env=halfcheetah", "env.max_episode_steps=3", "episodes=1", "trigger=every"]
+    overrides += ["+env.kwargs.width=64", "+env.kwargs.height=48", "+env.kwargs.camera_id=-1"]
+    result = run_cli(overrides, tmp_path, environ=HEADLESS)
+    assert result.code == 0, result.proc.stderr[-3000:]
+    for name in ("MUJOCO_GL", "RLREC_MUJOCO_GL_CHECKED"):
+        monkeypatch.delenv(name, raising=False)
+    mujoco_envs.prepare_gl("HalfCheetah-v5")
+    renders: list[list[np.ndarray]] = []
+    kwargs = {"camera_id": -1, "width": 64, "height": 48}  # the free camera, as asked
+    plain_loop("HalfCheetah-v5", 0, 1, max_episode_steps=3, renders=renders, **kwargs)
+    assert_faithful(tmp_path / rows_of(tmp_path)[0]["video"], renders[0])
+
+
+ATARI_SKIP = "{_target_: gymnasium.wrappers.AtariPreprocessing, frame_skip: 4, noop_max: 0}"
+
+
+def test_a_frame_skipping_wrapper_films_at_the_real_speed(tmp_path):
+    # the SB3 and CleanRL set-up: no frame skip in the env, 4 in the wrapper
+    overrides = ["env=pong", "env.id=PongNoFrameskip-v4", f"env.wrappers=[{ATARI_SKIP}]"]
+    overrides += ["env.max_episode_steps=30", "episodes=1", "trigger=every"]
+    result = run_cli(overrides, tmp_path)
+    assert result.code == 0, result.proc.stderr[-3000:]
+    (row,) = rows_of(tmp_path)
+    assert row["length"] == 30  # env.max_episode_steps counts the wrapper's steps
+    film = probe(tmp_path / row["video"])
+    assert film.fps == 15.0 and film.frames == 31
+    # a film lasts as long as its episode: 30 steps x 4 console frames at 60 Hz, and the reset
+    with av.open(str(tmp_path / row["video"])) as container:
+        stream = container.streams.video[0]
+        assert float(stream.duration * stream.time_base) == pytest.approx((30 * 4 + 4) / 60)
+
+
+def test_the_drop_ins_film_frame_skipping_wrappers_at_the_real_speed(tmp_path):
+    from rlrec.wrappers import RecordVideo
+
+    base = gym.make("PongNoFrameskip-v4", render_mode="rgb_array")
+    stacks = {
+        "atari": gym.wrappers.AtariPreprocessing(base, frame_skip=4, noop_max=0),
+        "max-and-skip": gym.wrappers.MaxAndSkipObservation(base, skip=4),
+    }
+    try:
+        from stable_baselines3.common.atari_wrappers import MaxAndSkipEnv
+
+        stacks["sb3"] = MaxAndSkipEnv(base, skip=4)
+    except ImportError:
+        if os.environ.get("RLREC_REQUIRE_ALL") == "1":
+            raise
+    for name, env in stacks.items():
+        env = RecordVideo(env, str(tmp_path / name), episode_trigger=lambda _: True)
+        assert env.frames_per_sec == 15.0, name  # Gymnasium's RecordVideo says 30
+        env.reset(seed=0)
+        for _ in range(5):
+            env.step(0)
+        env.close()
+        assert probe(tmp_path / name / "rl-video-episode-0.mp4").fps == 15.0
+
+
+def test_a_skip_rlrec_cannot_read_is_said(tmp_path):
+    overrides = ["env.wrappers=[{_target_: tests.envs.OpaqueSkip}]", "env.max_episode_steps=5"]
+    result = run_cli([*overrides, "episodes=1", "trigger=every"], tmp_path)
+    assert result.code == 0, result.proc.stderr[-3000:]
+    output = result.proc.stdout + result.proc.stderr
+    assert "OpaqueSkip, whose frame skip rlrec cannot read" in output and "video.fps" in output
+
+
+def test_the_drop_ins_choose_a_headless_backend_before_the_first_frame(tmp_path):
+    # a user's script: MUJOCO_GL unset, no display, rlrec's wrappers around a MuJoCo env made
+    # before anything chose a backend; the films against the env's own renders of the episode
+    need_gl(PRESETS["halfcheetah"])
+    code = f"""
+import gymnasium as gym, numpy as np
+from rlrec.wrappers import RecordVideo, Recorder
+from rlrec.wrappers.vector import RecordVideo as VectorRecordVideo
+make = lambda: gym.make("HalfCheetah-v5", render_mode="rgb_array", width=64, height=48)
+env = RecordVideo(make(), {str(tmp_path / "plain")!r}, episode_trigger=lambda _: True)
+env.reset(seed=1)
+env.action_space.seed(1)
+actions = [env.action_space.sample() for _ in range(6)]
+for a in actions:
+    env.step(a)
+env.close()
+truth = make()
+truth.reset(seed=1)
+frames = [truth.render()]
+for a in actions:
+    truth.step(a)
+    frames.append(truth.render())
+np.save({str(tmp_path / "truth.npy")!r}, np.stack(frames))
+limited = gym.wrappers.TimeLimit(make(), max_episode_steps=6)
+with Recorder(limited, {str(tmp_path / "recorder")!r}, trigger="every", sinks=["parquet"]) as rec:
+    rec.reset(seed=1)
+    for a in actions:
+        rec.step(a)
+vec = gym.make_vec("HalfCheetah-v5", num_envs=2, vectorization_mode="sync",
+                   render_mode="rgb_array", width=64, height=48)
+vec = VectorRecordVideo(vec, {str(tmp_path / "vector")!r}, step_trigger=lambda s: s == 0,
+                        video_length=4)
+vec.reset(seed=1)
+for _ in range(5):
+    vec.step(vec.action_space.sample())
+vec.close()
+"""
+    environ = {k: v for k, v in os.environ.items() if k not in HEADLESS}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=environ
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    truth = list(np.load(tmp_path / "truth.npy"))
+    assert_faithful(tmp_path / "plain" / "rl-video-episode-0.mp4", truth)
+    assert_faithful(tmp_path / "recorder" / "videos" / "eval-episode-0.mp4", truth)
+    assert probe(tmp_path / "vector" / "rl-video-step-0.mp4").frames == 5
+
+
+def test_removed_env_versions_name_the_one_that_exists(tmp_path):
+    for old, new in (("HalfCheetah-v2", "HalfCheetah-v5"), ("Ant-v3", "Ant-v5")):
+        result = run_cli([f"env.id={old}", "episodes=1", "trigger=never"], tmp_path / old)
+        assert result.code == 2, result.proc.stderr[-3000:]
+        lines = result.proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in result.proc.stderr, result.proc.stderr
+        assert lines[0].startswith(f"rlrec: error: env.id: {old} cannot be made here")
+        assert f"env.id={new}" in lines[0] and "gymnasium-robotics" in lines[0]

@@ -83,7 +83,11 @@ class Recorder(EndsRun, gym.Wrapper):
             None
             if rebuild_error
             else functools.partial(
-                make_env, OmegaConf.create(env_node), render=True, log_dir=self.run_dir
+                make_env,
+                OmegaConf.create(env_node),
+                render=True,
+                log_dir=self.run_dir,
+                follow_agent=False,  # the user's env, filmed through the camera they gave it
             )
         )
         arguments = {

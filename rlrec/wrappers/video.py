@@ -19,9 +19,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import logger
 
+from rlrec import mujoco_envs
 from rlrec.codecs import DEFAULT_PRESET, codec_for
 from rlrec.schedule import capped_cubic
-from rlrec.video import Encoder, VideoSettings, VideoWriter, video_fps
+from rlrec.video import Encoder, VideoSettings, VideoWriter, frame_skip, video_fps
 
 
 class StreamedRecording:
@@ -52,6 +53,7 @@ class StreamedRecording:
             )
         # pygame-based envs draw off-screen; without a display SDL only complains (the user's wins)
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        mujoco_envs.prepare_gl_for(env)  # a headless OpenGL backend, before the first frame
         if episode_trigger is None and step_trigger is None:
             episode_trigger = capped_cubic
         self.episode_trigger = episode_trigger
@@ -66,7 +68,9 @@ class StreamedRecording:
             )
         os.makedirs(self.video_folder, exist_ok=True)
         chosen = codec_for(codec)
-        self.frames_per_sec = fps if fps is not None else video_fps(None, env.metadata, env.spec)
+        if fps is None:  # the env's real-time rate, frame-skipping wrappers included
+            fps = video_fps(None, env.metadata, env.spec, frame_skip(env).factor)
+        self.frames_per_sec = fps
         self.name_prefix = name_prefix
         self.video_length: float = video_length if video_length != 0 else float("inf")
         self._settings = VideoSettings(chosen, self.frames_per_sec, name_prefix, preset, crf)
