@@ -401,6 +401,13 @@ def test_a_frame_skipping_wrapper_films_at_the_real_speed(tmp_path):
     with av.open(str(tmp_path / row["video"])) as container:
         stream = container.streams.video[0]
         assert float(stream.duration * stream.time_base) == pytest.approx((30 * 4 + 4) / 60)
+    # sub-environments in other processes: the skip is read off an env built to be read
+    vector = ["env.num_envs=2", "env.vectorization=async", "env.max_episode_steps=5"]
+    result = run_cli([*overrides, *vector, "episodes=2"], tmp_path / "async")
+    assert result.code == 0, result.proc.stderr[-3000:]
+    assert {probe(tmp_path / "async" / r["video"]).fps for r in rows_of(tmp_path / "async")} == {
+        15.0
+    }
 
 
 def test_the_drop_ins_film_frame_skipping_wrappers_at_the_real_speed(tmp_path):
