@@ -26,20 +26,26 @@ def unique_dir(base: str) -> str:
     Two runs started in the same second (Hydra's folder names have one-second resolution) would
     otherwise write into one folder. ``os.mkdir`` is atomic: concurrent processes never share one.
     """
-    if base not in _claimed:
-        path = base
-        for k in itertools.count(1):
-            try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                os.mkdir(path)
-            except FileExistsError:
-                path = f"{base}-{k}"
-                continue
-            except OSError:
-                pass  # not writable: CheckOutputDir reports it with the fix
-            break
-        _claimed[base] = path
+    if base not in _claimed:  # Hydra resolves the same name several times in one run
+        _claimed[base] = claim_new_dir(base)
     return _claimed[base]
+
+
+def claim_new_dir(base: str) -> str:
+    """Create ``base``, or ``base-1``, ``base-2``, …, the first that does not exist, and return
+    it: a new folder at every call (a ``Recorder`` with ``run_dir=None``)."""
+    path = base
+    for k in itertools.count(1):
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            os.mkdir(path)
+        except FileExistsError:
+            path = f"{base}-{k}"
+            continue
+        except OSError:
+            pass  # not writable: the caller's check reports it with the fix
+        return path
+    raise AssertionError("unreachable")
 
 
 def job_subdir(sweep_dir: str, num: int) -> str:

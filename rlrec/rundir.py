@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import os
 import shutil
@@ -45,6 +46,16 @@ def partial_path(path: Path) -> Path:
     """The temporary name a file is written under: dot-prefixed, so that no final-name pattern
     (``*.parquet``, ``<prefix>-episode-*.mp4``) ever matches it."""
     return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+_writers = itertools.count()
+
+
+def writer_partial_path(path: Path) -> Path:
+    """A temporary name of this writer's own for ``path``: several writers may film to one final
+    name (SB3's sub-environments, each with a ``RecordVideo`` on one folder, number their episodes
+    alike); each writes its own file, and the last to finish replaces the final name whole."""
+    return path.with_name(f".{path.stem}.{os.getpid()}-{next(_writers)}.partial{path.suffix}")
 
 
 @contextlib.contextmanager

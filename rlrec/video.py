@@ -34,7 +34,7 @@ import numpy as np
 
 from rlrec.codecs import DEFAULT_PRESET, Codec
 from rlrec.errors import FrameError
-from rlrec.rundir import partial_path
+from rlrec.rundir import partial_path, writer_partial_path
 
 log = logging.getLogger(__name__)
 
@@ -387,7 +387,7 @@ class VideoWriter:
         self, encoder: Encoder, path: Path, video: VideoSettings, source: str | None = None
     ) -> None:
         self.path = path
-        self.tmp_path = partial_path(path)
+        self.tmp_path = writer_partial_path(path)
         self.frames = 0
         self.source = source or path.name
         self._encoder, self._video = encoder, video

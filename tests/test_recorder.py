@@ -305,3 +305,17 @@ def test_a_loop_that_ends_badly_leaves_every_finished_episode(tmp_path, mode):
     else:
         assert summary["status"] == ("failed" if mode == "raise" else "complete")
         assert summary["n"] == 3 and (tmp_path / "episodes.parquet").exists()
+
+
+def test_run_dir_none_is_a_new_folder_however_many_recorders_a_second(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    recorders = [
+        Recorder(gym.make("CartPole-v1"), None, trigger="never", sinks=["parquet"])
+        for _ in range(3)
+    ]
+    folders = {r.run_dir for r in recorders}
+    for recorder in recorders:
+        recorder.reset(seed=0)
+        recorder.close()
+    assert len(folders) == 3 and all(f.parent.parent == tmp_path / "outputs" for f in folders)
+    assert all((f / "episodes.parquet").exists() or (f / "summary.json").exists() for f in folders)

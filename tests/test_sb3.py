@@ -111,3 +111,37 @@ def test_without_the_extra_policy_sb3_says_what_to_install(tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert 'pip install -e ".[sb3]"' in proc.stderr and "policy" in proc.stderr
+
+
+@pytest.mark.parametrize("vec_env", ["DummyVecEnv", "SubprocVecEnv"])
+def test_sub_environments_filming_into_one_folder_train_on(vec_env, tmp_path):
+    # the usual SB3 line: every sub-environment's RecordVideo on one folder, numbering its
+    # episodes alike; each writer has its own partial file, and a final name is only ever
+    # replaced by a whole film
+    _require_sb3()
+    code = f"""
+import gymnasium as gym
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import {vec_env}
+from rlrec.wrappers import RecordVideo
+folder = {str(tmp_path / "videos")!r}
+envs = make_vec_env(
+    "CartPole-v1", n_envs=4, seed=0, vec_env_cls={vec_env},
+    env_kwargs={{"render_mode": "rgb_array"}},
+    wrapper_class=lambda e: RecordVideo(e, folder, name_prefix="ppo",
+                                        episode_trigger=lambda i: i % 3 == 0),
+)
+PPO("MlpPolicy", envs, n_steps=128, batch_size=64, n_epochs=1, device="cpu", seed=0).learn(1024)
+envs.close()
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    files = sorted(p.name for p in (tmp_path / "videos").iterdir())
+    assert files and all(not name.startswith(".") for name in files), files  # no partial file
+    for name in files:
+        frames, _, size = decode(tmp_path / "videos" / name)
+        assert frames > 1 and size == (600, 400), name
+    assert "Overwriting" in done.stderr  # four sub-environments filmed ppo-episode-0.mp4

@@ -292,3 +292,41 @@ def test_same_files_and_frames_as_gymnasiums_wrapper(tmp_path):
     for name in ours:  # the same picture, up to the two encoders' losses
         a, b = (frame_at(tmp_path / side / name, 3).astype(int) for side in ("ours", "gymnasium"))
         assert a.shape == b.shape and np.abs(a - b).mean() < 2
+
+
+def _encoder_children() -> list[int]:
+    """This process's children that are rlrec encoder processes (read from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read()
+        except OSError:
+            continue
+        if parent == os.getpid() and b"rlrec._encode_worker" in command:
+            found.append(int(entry))
+    return found
+
+
+def test_a_wrapper_dropped_without_close_ends_its_encoder(tmp_path):
+    import gc
+    import time
+
+    before = set(_encoder_children())
+    for i in range(3):
+        env = RecordVideo(gym.make("CartPole-v1", render_mode="rgb_array"), str(tmp_path / str(i)))
+        env.reset(seed=i)
+        env.step(0)  # a recording under way: dropped with Gymnasium's warning
+        assert set(_encoder_children()) - before
+        with pytest.warns(UserWarning, match="Unable to save last video"):
+            del env
+            gc.collect()
+    deadline = time.monotonic() + 10
+    while set(_encoder_children()) - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not set(_encoder_children()) - before
+    assert all(not list((tmp_path / str(i)).iterdir()) for i in range(3))  # nothing half-written

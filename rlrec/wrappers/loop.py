@@ -23,7 +23,7 @@ from rlrec.build import Objects, build_for_loop
 from rlrec.config import CONF_DIR, instantiate_node
 from rlrec.episode import Episode
 from rlrec.errors import ConfigError
-from rlrec.hydra_callbacks import check_writable, unique_dir
+from rlrec.hydra_callbacks import check_writable, claim_new_dir
 from rlrec.policies import PolicyHooks
 from rlrec.records import EpisodeRecord
 from rlrec.rundir import RunDir
@@ -39,7 +39,7 @@ def new_run_dir(run_dir: str | Path | None) -> Path:
     """The run directory a Recorder writes: ``run_dir``, or the CLI's
     ``outputs/YYYY-MM-DD/HH-MM-SS``; writable and holding no recorded run."""
     if run_dir is None:
-        run_dir = unique_dir(datetime.now().strftime("outputs/%Y-%m-%d/%H-%M-%S"))
+        run_dir = claim_new_dir(datetime.now().strftime("outputs/%Y-%m-%d/%H-%M-%S"))
     check_writable(str(run_dir), "run_dir")
     path = Path(run_dir).absolute()
     if RunDir(path).is_run():  # its rows would mix with this run's

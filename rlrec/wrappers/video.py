@@ -108,6 +108,8 @@ class StreamedRecording:
         if writer is None or writer.frames == 0:
             logger.warn("Ignored saving a video as there were zero frames to save.")
             return
+        if writer.path.exists():  # e.g. another sub-environment's wrapper, numbering alike
+            logger.warn(f"Overwriting {writer.path}: another recording had the same name")
         writer.close()
 
     def _add(self, frame: np.ndarray) -> None:
@@ -125,9 +127,19 @@ class StreamedRecording:
         self._encoder.shutdown()
 
     def __del__(self) -> None:
-        # a half-built wrapper (its __init__ raised) has none of these attributes
-        if getattr(self, "_writer", None) is not None and self._writer.frames:
+        # A wrapper dropped without close(): as Gymnasium's, the recording under way is lost
+        # (with its warning); its encoder process ends now, not when the interpreter does.
+        # (A half-built wrapper, whose __init__ raised, has none of these attributes.)
+        writer, encoder = getattr(self, "_writer", None), getattr(self, "_encoder", None)
+        if writer is not None and writer.frames:
             logger.warn("Unable to save last video! Did you call close()?")
+        try:
+            if writer is not None:
+                writer.abort()
+            if encoder is not None:
+                encoder.shutdown()
+        except Exception:  # at interpreter exit the modules it needs may be gone already
+            pass
 
 
 class RecordVideo(StreamedRecording, gym.Wrapper, gym.utils.RecordConstructorArgs):
