@@ -75,6 +75,11 @@ def prepare_gl(env_id: str, backends: Iterable[str] = HEADLESS_BACKENDS) -> None
     display. Raises ``ConfigError`` (key ``MUJOCO_GL``) when none does."""
     if not sys.platform.startswith("linux") or not uses_mujoco(env_id):
         return  # macOS and Windows have a native context (CGL, WGL)
+    _prepare(env_id, backends)
+
+
+def _prepare(env_id: str | None, backends: Iterable[str]) -> None:
+    """``prepare_gl`` for a MuJoCo env (``env_id``: its registered id, if it has one)."""
     if importlib.util.find_spec("mujoco") is None:
         return  # building the env says which extra to install
     logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL's INFO notes are noise
@@ -120,17 +125,17 @@ def follow_agent(env: gym.Env) -> bool:
 
 def prepare_gl_for(env: Any) -> None:
     """``prepare_gl`` for an env already built (a drop-in wrapper's): Gymnasium's MuJoCo renderer
-    picks its OpenGL backend at the first frame, so choosing it now is in time. An async vector
+    picks its OpenGL backend at its first frame, so choosing it now is in time. An async vector
     env's processes started with the environment they had: without a backend there, say how to
     give them one."""
-    if not sys.platform.startswith("linux") or os.environ.get("MUJOCO_GL"):
-        return  # a native context (macOS, Windows), or the user's choice
-    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
-        return  # Gymnasium's own choice (GLFW) works with a display
+    if not sys.platform.startswith("linux"):
+        return
+    spec = getattr(env, "spec", None)
+    env_id = spec.id if spec is not None and spec.id in gym.registry else None
     sub_envs = getattr(env.unwrapped, "envs", None)
     if isinstance(env, gym.vector.VectorEnv) and sub_envs is None:
-        spec = getattr(env, "spec", None)
-        if spec is not None and spec.id in gym.registry and uses_mujoco(spec.id):
+        headless = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+        if env_id and uses_mujoco(env_id) and headless and not os.environ.get("MUJOCO_GL"):
             raise ConfigError(
                 "MUJOCO_GL",
                 "is unset and there is no display, so this async vector env's processes "
@@ -139,13 +144,8 @@ def prepare_gl_for(env: Any) -> None:
             )
         return
     inner = sub_envs[0] if sub_envs else env
-    if not hasattr(inner.unwrapped, "mujoco_renderer"):
-        return
-    if importlib.util.find_spec("mujoco") is None:
-        return
-    logging.getLogger("OpenGL").setLevel(logging.WARNING)
-    os.environ["MUJOCO_GL"] = _first_working(list(HEADLESS_BACKENDS))
-    os.environ[_CHECKED] = os.environ["MUJOCO_GL"]
+    if hasattr(inner.unwrapped, "mujoco_renderer"):
+        _prepare(env_id, HEADLESS_BACKENDS)
 
 
 class FreshCamera(gym.Wrapper):
@@ -183,8 +183,9 @@ def log_to(run_dir: Path) -> None:
     config.set()
 
 
-def _check_user_backend(env_id: str, backend: str) -> None:
-    gymnasium_env = str(gym.spec(env_id).entry_point).startswith("gymnasium.envs.mujoco")
+def _check_user_backend(env_id: str | None, backend: str) -> None:
+    entry = str(gym.spec(env_id).entry_point) if env_id else ""
+    gymnasium_env = entry.startswith("gymnasium.envs.mujoco")
     if gymnasium_env and backend.lower() not in GYMNASIUM_BACKENDS:
         raise ConfigError(
             "MUJOCO_GL",

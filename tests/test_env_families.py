@@ -390,8 +390,8 @@ ATARI_SKIP = "{_target_: gymnasium.wrappers.AtariPreprocessing, frame_skip: 4, n
 def test_a_frame_skipping_wrapper_films_at_the_real_speed(tmp_path):
     # the SB3 and CleanRL set-up: no frame skip in the env, 4 in the wrapper
     overrides = ["env=pong", "env.id=PongNoFrameskip-v4", f"env.wrappers=[{ATARI_SKIP}]"]
-    overrides += ["env.max_episode_steps=30", "episodes=1", "trigger=every"]
-    result = run_cli(overrides, tmp_path)
+    overrides.append("trigger=every")
+    result = run_cli([*overrides, "env.max_episode_steps=30", "episodes=1"], tmp_path)
     assert result.code == 0, result.proc.stderr[-3000:]
     (row,) = rows_of(tmp_path)
     assert row["length"] == 30  # env.max_episode_steps counts the wrapper's steps
