@@ -137,3 +137,45 @@ class OpaqueSkip(gym.Wrapper):
             if terminated or truncated:
                 break
         return obs, total, terminated, truncated, info
+
+
+class TallyEnv(gym.Env):
+    """An env that keeps its own books: each episode's length is drawn at reset from its seeded
+    generator (1 to ``max_length`` steps; odd lengths end terminated, even ones truncated), the
+    reward of a step is the action taken plus a tenth of the step's number, and ``episodes``
+    holds ``[return, length, ended]`` for every episode begun. It is the truth a recorder's rows
+    are checked against, kept inside the env (``get_attr`` reads it from an async worker)."""
+
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(self, render_mode: str | None = None, max_length: int = 6) -> None:
+        self.render_mode, self.max_length = render_mode, max_length
+        self.action_space = gym.spaces.Discrete(3)
+        self.observation_space = gym.spaces.Box(0, np.inf, (1,), np.float32)
+        self.episodes: list[list] = []
+        self._length = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._length = int(self.np_random.integers(1, self.max_length + 1))
+        self.episodes.append([0.0, 0, False])
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        episode = self.episodes[-1]
+        assert not episode[2], "stepped after the end without a reset"
+        episode[1] += 1
+        reward = float(action) + episode[1] / 10
+        episode[0] += reward
+        ended = episode[1] == self._length
+        episode[2] = ended
+        terminated = ended and self._length % 2 == 1
+        return np.array([episode[1]], np.float32), reward, terminated, ended and not terminated, {}
+
+    def render(self):
+        frame = np.zeros((16, 16, 3), np.uint8)
+        frame[:, :, 0] = 10 * len(self.episodes) % 256
+        return frame
+
+
+gym.register("Tally-v0", entry_point=TallyEnv)

@@ -133,7 +133,10 @@ class Recorder(EndsRun, VectorWrapper):
             self.env.action_space.seed(self._seed)  # the loop's samples, reproducible
         given = None if all(s is None for s in seeds) else seeds
         obs, info = self.env.reset(seed=given, options=options)
-        self._autoreset_next = None
+        if mask is None or self._autoreset_next is None:
+            self._autoreset_next = None
+        else:  # NEXT_STEP: those that ended and were not reset now still reset at the next step
+            self._autoreset_next = self._autoreset_next & ~mask
         self._begin(slots, obs, seeds)
         self._film_grid()
         return obs, info

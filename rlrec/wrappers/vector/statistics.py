@@ -87,10 +87,12 @@ class RecordEpisodeStatistics(VectorWrapper):
     def reset(
         self, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
-        obs, info = self.env.reset(seed=seed, options=options)
+        # read before the env does: Gymnasium's vector envs pop "reset_mask" out of options, so
+        # afterwards every sub-environment would look reset (Gymnasium's own wrapper reads it then)
         mask = reset_mask(options, self.num_envs)
         if mask is None:
             mask = np.ones(self.num_envs, dtype=bool)
+        obs, info = self.env.reset(seed=seed, options=options)
         self.episode_start_times[mask] = time.perf_counter()
         self.episode_returns[mask] = 0.0
         self.episode_lengths[mask] = 0

@@ -104,14 +104,17 @@ class RecordVideo(StreamedRecording, VectorWrapper, gym.utils.RecordConstructorA
         self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
         """Reset; a reset of sub-environment 0 starts its next episode (and maybe a film)."""
-        if options is None or "reset_mask" not in options or options["reset_mask"][0]:
+        # read before the env does: Gymnasium's vector envs pop "reset_mask" out of options
+        first_reset = options is None or "reset_mask" not in options or options["reset_mask"][0]
+        if first_reset:
             self._next_episode()
         obs, info = self.env.reset(seed=seed, options=options)
-        if self.recording:
+        if self.recording and first_reset:  # one frame a step: others' resets wait for the next
             self._capture_frame()
             if self.recorded_frames_count > self.video_length:
                 self.stop_recording()
-        self.has_autoreset = False
+        if first_reset:  # else sub-environment 0 still autoresets at the next step if it ended
+            self.has_autoreset = False
         return obs, info
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
