@@ -25,6 +25,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,18 @@ MIN_SLOTS = 8
 BATCH = 4
 
 
+#: Every live Encoder of this process: a forked child lets go of each (``forget_after_fork``).
+_ENCODERS: weakref.WeakSet[Encoder] = weakref.WeakSet()
+
+
+def _forget_encoders_after_fork() -> None:
+    for encoder in list(_ENCODERS):
+        encoder.forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_forget_encoders_after_fork)
+
+
 class Encoder:
     """The helper process, started at the first filmed episode and shared by all of a run's videos.
 
@@ -217,6 +230,7 @@ class Encoder:
         self._unsent: list[bytes] = []  # frame commands not yet written (BATCH)
         self._replies: io.BufferedReader | None = None
         self._owed = 0  # videos closed without waiting whose "closed" is still to come
+        _ENCODERS.add(self)
 
     def start(self, codec: Codec | None = None) -> None:
         """Start the process now: it imports its libraries (OpenCV, and PyAV for ``codec``s
@@ -366,6 +380,17 @@ class Encoder:
             self._proc.stdout.close()
             self._proc = self._replies = None
         self._drop_ring()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: let go of the parent's process and ring without touching them.
+        The process learns that its parent died from its input ending, which a child holding a
+        copy of the pipe would put off for as long as the child lives."""
+        for pipe in (self._proc.stdin, self._replies) if self._proc is not None else ():
+            with contextlib.suppress(OSError):
+                pipe.close()  # the child's copy: the parent's pipe stays open
+        self._proc = self._replies = None
+        self._ring, self._ring_path = None, None  # the parent's to remove
+        self._in_flight, self._next_slot, self._unsent, self._owed = 0, 0, [], 0
 
     def _drop_ring(self) -> None:
         self._ring = None

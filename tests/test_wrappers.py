@@ -294,20 +294,26 @@ def test_same_files_and_frames_as_gymnasiums_wrapper(tmp_path):
         assert a.shape == b.shape and np.abs(a - b).mean() < 2
 
 
-def _encoder_children() -> list[int]:
-    """This process's children that are rlrec encoder processes (read from /proc)."""
+def _encoder_children(parent: int | None = None) -> list[int]:
+    """The children of ``parent`` (this process) that are rlrec encoder processes (from /proc)."""
+    return _children(parent, b"rlrec._encode_worker")
+
+
+def _children(parent: int | None = None, command_has: bytes = b"") -> list[int]:
+    """The children of ``parent`` (this process) whose command line holds ``command_has``."""
+    parent = os.getpid() if parent is None else parent
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as stat:
-                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
             with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
                 command = cmdline.read()
         except OSError:
             continue
-        if parent == os.getpid() and b"rlrec._encode_worker" in command:
+        if ppid == parent and command_has in command:
             found.append(int(entry))
     return found
 
@@ -330,3 +336,80 @@ def test_a_wrapper_dropped_without_close_ends_its_encoder(tmp_path):
         time.sleep(0.05)
     assert not set(_encoder_children()) - before
     assert all(not list((tmp_path / str(i)).iterdir()) for i in range(3))  # nothing half-written
+
+
+def _gone(pid: int, timeout: float = 10.0) -> bool:
+    """Whether process ``pid`` ends (or is a zombie) within ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _rings(pid: int) -> set[str]:
+    """The shared-memory frame rings process ``pid`` has mapped, once it has mapped one."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/maps") as maps:
+            rings = {line.split()[-1] for line in maps if "rlrec-frames-" in line}
+        if rings:
+            return rings
+        time.sleep(0.05)
+    return set()
+
+
+@pytest.mark.parametrize("end", ["sigkill", "exit"])
+def test_an_encoder_ends_with_its_process(tmp_path, end):
+    """Killed mid-film with a forked child still alive (which holds copies of the parent's
+    pipes unless the child lets go of them), or ending without close(): the encoder process
+    ends, and leaves no partial film and no shared-memory ring."""
+    import signal
+
+    code = f"""
+import multiprocessing, sys, time
+import gymnasium as gym
+from rlrec.wrappers import RecordVideo
+env = RecordVideo(gym.make("CartPole-v1", render_mode="rgb_array"), {str(tmp_path)!r})
+env.reset(seed=0)
+for _ in range(5):
+    env.step(0)
+if {end!r} == "sigkill":  # a forked child outlives this process
+    multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,)).start()
+print("filming", flush=True)
+sys.stdin.readline()  # then end without close()
+"""
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    siblings: set[int] = set()
+    try:
+        assert child.stdout.readline() == "filming\n"
+        (encoder,) = _encoder_children(child.pid)
+        rings = _rings(encoder)
+        assert len(rings) == 1
+        if end == "sigkill":
+            siblings = set(_children(child.pid)) - {encoder}
+            assert len(siblings) == 1
+            child.send_signal(signal.SIGKILL)
+        else:
+            child.stdin.write("end\n")
+            child.stdin.flush()
+        child.wait(timeout=30)
+        assert _gone(encoder)
+        assert not [p for p in rings if os.path.exists(p)]
+        assert os.listdir(tmp_path) == []  # the film under way was not finished: nothing kept
+    finally:
+        child.kill()
+        child.wait()
+        for pid in siblings:
+            os.kill(pid, signal.SIGKILL)
