@@ -28,7 +28,7 @@ from rlrec.envs import close_vector_env, make_env, make_vector_env, wrapper_spec
 from rlrec.episode import SuccessRule
 from rlrec.errors import ConfigError
 from rlrec.filming import Filming
-from rlrec.policies import PolicyHooks, build_policy
+from rlrec.policies import PolicyHooks, build_policy, one_torch_thread
 from rlrec.rundir import RunDir
 from rlrec.signals import StopSignals
 from rlrec.sinks import Sink, as_sink
@@ -156,6 +156,8 @@ def build(cfg: DictConfig, run_dir: Path | str, job: int = 0, worker: int | None
             if not runs_here:  # only its spaces were needed: the workers build their own
                 env.close()
                 env = None
+        if parallel:  # several processes or sub-environments share the cores
+            one_torch_thread()
         fps = video_fps(cfg.video.fps, metadata, spec, skip.factor)
         video = VideoSettings(codec, fps, cfg.video.name_prefix, preset, crf)
         if renders and in_charge and not cfg.video.fps:

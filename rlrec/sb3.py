@@ -17,8 +17,6 @@ import gymnasium as gym
 
 from rlrec.errors import ConfigError
 
-#: Algorithms a model file can name, by the module its policy class lives in.
-_ALGOS_BY_POLICY_MODULE = {"dqn": "DQN", "sac": "SAC", "td3": "TD3"}
 ALGOS = ("PPO", "A2C", "DQN", "SAC", "TD3", "DDPG")
 
 
@@ -52,13 +50,36 @@ class SB3Policy:
                 f"must be a Stable-Baselines3 model file, got {path!r}",
                 "pass policy.path=<model.zip> (what model.save() wrote)",
             )
-        name = _detect_algo(Path(path)) if algo == "auto" else algo
-        if name not in ALGOS:
+        if algo != "auto" and algo not in ALGOS:
             raise ConfigError(
                 "policy.algo", f"must be auto or one of {', '.join(ALGOS)}, got {algo!r}",
                 "pass e.g. policy.algo=PPO",
             )  # fmt: skip
-        self.model = getattr(stable_baselines3, name).load(path, device=device)
+        policy, matching, family = _saved_policy(Path(path))
+        if algo == "auto" and not matching:
+            raise ConfigError(
+                "policy.algo",
+                f"cannot tell which algorithm saved {path} (policy {policy})",
+                "name it, e.g. policy.algo=PPO",
+            )
+        name = matching[0] if algo == "auto" else algo
+        if matching and name not in family:
+            raise ConfigError(
+                "policy.algo",
+                f"{path} holds a policy of class {policy}, saved with the settings of "
+                f"{' or '.join(matching)}; {name} cannot load it",
+                f"pass policy.algo={matching[0]} (or policy.algo=auto)",
+            )
+        try:
+            self.model = getattr(stable_baselines3, name).load(path, device=device)
+        except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise ConfigError(
+                "policy.path",
+                f"{name} cannot load {path} (a policy of class {policy}): "
+                f"{type(err).__name__}: {' '.join(str(err).split())}",
+                "pass the model file this algorithm saved, or the algorithm that saved it "
+                "(policy.algo)",
+            ) from None
         if self.model.observation_space.shape != observation_space.shape:
             raise ConfigError(
                 "policy.path",
@@ -81,26 +102,41 @@ class SB3Policy:
         return self.model.predict(obs_batch, deterministic=self.deterministic)[0]
 
 
-def _detect_algo(path: Path) -> str:
-    """The algorithm that saved ``path``, from the policy class and settings it stored."""
+def _saved_policy(path: Path) -> tuple[str, list[str], list[str]]:
+    """The policy class ``path`` holds (``module.Class``), the algorithms whose settings the
+    file has (likeliest first) and all that can load its policy class. SB3's zip names no
+    algorithm: PPO and A2C both save an ``ActorCriticPolicy``, TD3 and DDPG a ``TD3Policy``."""
     try:
         data = json.loads(zipfile.ZipFile(path).read("data"))
-        module = data["policy_class"]["__module__"]
+        saved = data["policy_class"]
+        module, qualname = saved["__module__"], _class_name(saved.get(":serialized:", ""))
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError):
         raise ConfigError(
             "policy.path",
             f"{path} is not a Stable-Baselines3 model file",
             "pass the .zip that model.save() wrote",
         ) from None
-    for part, name in _ALGOS_BY_POLICY_MODULE.items():
-        if f".{part}." in module:
-            return name
-    if "clip_range" in data:  # PPO and A2C share their policy class
-        return "PPO"
-    if "common.policies" in module:
-        return "A2C"
-    raise ConfigError(
-        "policy.algo",
-        f"cannot tell which algorithm saved {path} (policy {module})",
-        "name it, e.g. policy.algo=PPO",
-    )
+    policy = f"{module}.{qualname}" if qualname else module
+    if ".dqn." in module:
+        return policy, ["DQN"], ["DQN"]
+    if ".sac." in module:
+        return policy, ["SAC"], ["SAC"]
+    if ".td3." in module:  # DDPG is TD3 with a delay of 1 and no target smoothing
+        ddpg = data.get("policy_delay") == 1 and data.get("target_noise_clip") == 0.0
+        return policy, ["DDPG"] if ddpg else ["TD3"], ["TD3", "DDPG"]
+    if "common.policies" in module:  # an actor-critic: only PPO keeps a clip range
+        return policy, ["PPO"] if "clip_range" in data else ["A2C"], ["PPO", "A2C"]
+    return policy, [], list(ALGOS)
+
+
+def _class_name(serialized: str) -> str:
+    """The class name in SB3's base64 pickle of a class reference, read without unpickling
+    (the module, then the name, are its only strings)."""
+    import base64
+    import pickletools
+
+    strings = [
+        arg for _, arg, _ in pickletools.genops(base64.b64decode(serialized))
+        if isinstance(arg, str)
+    ]  # fmt: skip
+    return strings[1] if len(strings) >= 2 else ""

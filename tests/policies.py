@@ -143,3 +143,19 @@ class DiesOnSeed(BalancePolicy):
 
             os.kill(os.getpid(), signal.SIGKILL)
         return super().act(obs)
+
+
+class TorchThreadsPolicy(BalancePolicy):
+    """A policy that uses torch (as SB3's do) and writes, at each episode's start, how many
+    threads torch may use in its process to a file of its own under ``folder``."""
+
+    def __init__(self, observation_space: Any, action_space: Any, folder: str) -> None:
+        import os
+
+        import torch
+
+        self.torch, self.path = torch, f"{folder}/{os.getpid()}"
+
+    def reset(self, seed: int) -> None:
+        with open(self.path, "a") as out:
+            out.write(f"{self.torch.get_num_threads()}\n")

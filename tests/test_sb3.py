@@ -101,6 +101,63 @@ def test_sb3_mistakes_name_the_key_and_the_fix(trained, tmp_path):
         assert "Traceback" not in result.proc.stderr
 
 
+def test_a_model_loaded_as_the_wrong_algorithm_names_what_the_file_holds(trained, tmp_path):
+    path = trained[0] / "outputs" / "ppo-cartpole.zip"
+    result = run_cli(["policy=sb3", f"policy.path={path}", "policy.algo=DQN"], tmp_path)
+    assert result.code == 2 and "Traceback" not in result.proc.stderr
+    (line,) = result.proc.stderr.strip().splitlines()
+    assert line.startswith("rlrec: error: policy.algo: ")
+    assert "ActorCriticPolicy" in line and "settings of PPO" in line
+    assert "Fix: pass policy.algo=PPO" in line
+
+
+def test_the_algorithm_is_read_from_every_kind_of_model_file(tmp_path):
+    """Each algorithm saves a model; the file alone says which (SB3's zip names none)."""
+    _require_sb3()
+    import stable_baselines3
+
+    from rlrec.sb3 import _saved_policy
+
+    for name, env_id in [
+        ("PPO", "CartPole-v1"), ("A2C", "CartPole-v1"), ("DQN", "CartPole-v1"),
+        ("SAC", "Pendulum-v1"), ("TD3", "Pendulum-v1"), ("DDPG", "Pendulum-v1"),
+    ]:  # fmt: skip
+        algo = getattr(stable_baselines3, name)
+        algo("MlpPolicy", env_id, device="cpu").save(tmp_path / name)
+        policy, matching, family = _saved_policy(tmp_path / f"{name}.zip")
+        assert matching == [name] and name in family, (name, matching)
+        saved_class = algo.policy_aliases["MlpPolicy"]
+        assert policy == f"{saved_class.__module__}.{saved_class.__qualname__}"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "omp", "threads"),
+    [
+        (["env.num_envs=2"], None, 1),
+        (["workers=2"], None, 1),
+        (["env.num_envs=2"], "2", 2),  # the user's setting wins
+        ([], None, None),  # one env in one process: torch's default
+    ],
+)
+def test_torch_uses_one_thread_where_envs_share_the_cores(tmp_path, overrides, omp, threads):
+    _require_sb3()  # torch comes with it
+    environ = {"OMP_NUM_THREADS": omp, "MKL_NUM_THREADS": None}
+    if threads is None:  # torch's default in a process of its own
+        code = "import torch; print(torch.get_num_threads())"
+        default = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+            env={k: v for k, v in os.environ.items() if k not in environ},
+        )  # fmt: skip
+        threads = int(default.stdout)
+    (tmp_path / "threads").mkdir()
+    args = ["policy=custom", "policy._target_=tests.policies.TorchThreadsPolicy"]
+    args += [f"+policy.folder={tmp_path / 'threads'}", "episodes=4", "trigger=never"]
+    result = run_cli([*args, *overrides], tmp_path / "run", environ=environ)
+    assert result.code == 0, result.proc.stderr
+    seen = [int(n) for f in (tmp_path / "threads").iterdir() for n in f.read_text().split()]
+    assert len(seen) == 4 and set(seen) == {threads}
+
+
 def test_without_the_extra_policy_sb3_says_what_to_install(tmp_path):
     shadow = tmp_path / "shadow" / "stable_baselines3"
     shadow.mkdir(parents=True)
