@@ -3,6 +3,7 @@ each on 127.0.0.1 only, started by a fixture and stopped after it."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,13 +17,26 @@ from pathlib import Path
 
 from tests.system import require, require_module
 
-#: Ray on one machine, on the loopback address (Ray's switch for it), without the token that Ray
-#: otherwise writes to the home folder and asks every client for.
-RAY_ENV = {
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    "RAY_AUTH_MODE": "disabled",
-    "RAY_USAGE_STATS_ENABLED": "0",
-}
+#: Ray on one machine, on the loopback address (Ray's switch for it, read by every Ray process).
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def ray_home(folder: Path) -> Path:
+    """A home folder as Ray's defaults leave a user's after any local ``ray.init()``: holding
+    ``~/.ray/auth_token`` (made here with Ray's own command), so that ``ray start --head`` turns
+    token authentication on unless ``RAY_AUTH_MODE`` says otherwise."""
+    home = folder / "home"
+    home.mkdir(exist_ok=True)
+    cli = Path(sys.executable).parent / "ray"
+    env = {**os.environ, **RAY_ENV, "HOME": str(home)}
+    env.pop("RAY_AUTH_MODE", None)
+    subprocess.run(
+        [str(cli), "get-auth-token", "--generate"], env=env, check=True, capture_output=True
+    )
+    assert (home / ".ray" / "auth_token").is_file()
+    return home
+
+
 SLURM_INSTALL = "apt-get install -y slurm-wlm munge"
 
 
@@ -54,10 +68,19 @@ def stop(proc: subprocess.Popen, timeout: float = 60) -> None:
 
 class RayCluster:
     """``ray start --head --block`` with two CPUs and its dashboard (the state API the tests ask
-    which tasks ran), in a temporary folder of its own; stopping the command stops the cluster."""
+    which tasks ran), in a temporary folder of its own; stopping the command stops the cluster.
+    Started as a user starts one: a token in the home folder and ``RAY_AUTH_MODE`` unset, so
+    token authentication is on (``auth=False``: ``RAY_AUTH_MODE=disabled`` on the head only)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, auth: bool = True) -> None:
         require_module("ray", 'pip install -e ".[ray]"')
+        self.home = ray_home(folder)
+        #: What every process of this user runs with: the home folder, Ray's mode unset.
+        self.user_env = RAY_ENV | {"HOME": str(self.home), "RAY_AUTH_MODE": None}
+        head_env = {**os.environ, **RAY_ENV, "HOME": str(self.home)}
+        head_env.pop("RAY_AUTH_MODE", None)
+        if not auth:
+            head_env["RAY_AUTH_MODE"] = "disabled"
         self.port, self.dashboard = free_port(), free_port()
         # Ray's sockets live under its temporary folder: a short path, or they exceed 107 bytes
         self.temp = tempfile.mkdtemp(prefix="rlrec-ray-")
@@ -70,7 +93,7 @@ class RayCluster:
         cmd += [f"--dashboard-port={self.dashboard}", f"--temp-dir={self.temp}"]
         self.proc = subprocess.Popen(
             cmd,
-            env=os.environ | RAY_ENV,
+            env=head_env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -82,30 +105,43 @@ class RayCluster:
         return f"127.0.0.1:{self.port}"
 
     @property
-    def client_env(self) -> dict[str, str]:
+    def client_env(self) -> dict[str, str | None]:
         """What a sweep connecting to this cluster runs with (Ray's own convention)."""
-        return RAY_ENV | {"RAY_ADDRESS": self.address}
+        return self.user_env | {"RAY_ADDRESS": self.address}
 
     def _ready(self) -> bool:
+        token = (self.home / ".ray" / "auth_token").read_text().strip()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.dashboard}/api/version",
+            headers={"authorization": f"Bearer {token}"},  # ignored where authentication is off
+        )
         try:
-            url = f"http://127.0.0.1:{self.dashboard}/api/version"
-            with urllib.request.urlopen(url, timeout=2) as reply:
+            with urllib.request.urlopen(request, timeout=2) as reply:
                 return reply.status == 200
         except OSError:
             return False
 
     def sweep_tasks(self, sweep_dir: Path) -> list[str]:
         """The states of the job tasks of the sweep written to ``sweep_dir``, as the cluster
-        recorded them (its driver is found by its command line)."""
-        from ray.util.state import list_jobs, list_tasks
-
-        api = f"http://127.0.0.1:{self.dashboard}"
-        drivers = [j.job_id for j in list_jobs(address=api) if str(sweep_dir) in j.entrypoint]
-        assert len(drivers) == 1, [j.entrypoint for j in list_jobs(address=api)]
-        filters = [("job_id", "=", drivers[0]), ("name", "=", "run_sweep_job")]
-        return [
-            t.state for t in list_tasks(address=api, filters=filters, raise_on_missing_output=False)
-        ]
+        recorded them (its driver is found by its command line). Asked by a process of this
+        cluster's user with token authentication on, as its dashboard wants."""
+        code = f"""
+import json
+from ray.util.state import list_jobs, list_tasks
+api = "http://127.0.0.1:{self.dashboard}"
+entrypoints = {{j.job_id: j.entrypoint for j in list_jobs(address=api)}}
+drivers = [job for job, entrypoint in entrypoints.items() if {str(sweep_dir)!r} in entrypoint]
+assert len(drivers) == 1, entrypoints
+filters = [("job_id", "=", drivers[0]), ("name", "=", "run_sweep_job")]
+tasks = list_tasks(address=api, filters=filters, raise_on_missing_output=False)
+print(json.dumps([t.state for t in tasks]))
+"""
+        env = {**os.environ, **RAY_ENV, "HOME": str(self.home), "RAY_AUTH_MODE": "token"}
+        asked = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert asked.returncode == 0, asked.stderr[-3000:]
+        return json.loads(asked.stdout.strip().splitlines()[-1])
 
     def stop(self) -> None:
         # the cluster is thrown away: half a minute of Ray's clean shutdown buys nothing here

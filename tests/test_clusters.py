@@ -7,6 +7,8 @@ finish. Every socket their processes open is watched: none may listen beyond 127
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 from pathlib import Path
 
@@ -46,11 +48,15 @@ def watched(start, folder):
     """The cluster ``start(folder)`` starts, with every socket opened while it runs watched; after
     the module's tests, stopped, and none may have listened beyond 127.0.0.1."""
     watch = LoopbackOnly()
-    cluster = start(folder)
-    cluster.watch = watch
-    yield cluster
-    cluster.stop()
-    watch.stop()
+    cluster = None
+    try:
+        cluster = start(folder)
+        cluster.watch = watch
+        yield cluster
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        watch.stop()
     watch.check()
 
 
@@ -116,6 +122,36 @@ def test_a_job_ray_loses_is_recorded_failed(ray_cluster, tmp_path):
     assert sorted(ray_cluster.sweep_tasks(sweep)) == ["FAILED", "FINISHED"]
 
 
+def test_a_client_whose_token_the_cluster_refuses_is_one_line(ray_cluster, tmp_path):
+    """Authentication off on the client (RAY_AUTH_MODE=disabled) against a cluster whose token
+    authentication is on: the cluster's reason at once, not Ray's minute of retries."""
+    sweep = tmp_path / "sweep"
+    environ = ray_cluster.client_env | {"RAY_AUTH_MODE": "disabled"}
+    result = run_cli(["hydra/launcher=ray", "seed=0,1"], sweep, multirun=True, environ=environ)
+    assert result.code == 2, result.proc.stderr[-3000:]
+    (line,) = result.proc.stderr.strip().splitlines()
+    assert line.startswith(
+        f"rlrec: error: RAY_ADDRESS: the Ray cluster at {ray_cluster.address} has token "
+        "authentication on and refused this client (RPC error: InvalidAuthToken"
+    )
+    assert "Fix: put the cluster's token" in line and "~/.ray/auth_token" in line
+    assert not (sweep / "multirun.yaml").exists()
+
+
+def test_ray_reaches_a_cluster_whose_authentication_is_off(basic_sweep, tmp_path):
+    """The same user (a token in the home folder, RAY_AUTH_MODE unset) and a cluster started
+    with RAY_AUTH_MODE=disabled: the token the client sends is ignored."""
+    (tmp_path / "ray").mkdir()
+    started = contextlib.contextmanager(watched)
+    with started(functools.partial(RayCluster, auth=False), tmp_path / "ray") as cluster:
+        sweep = tmp_path / "sweep"
+        args = ["hydra/launcher=ray", *GRID]
+        result = run_cli(args, sweep, multirun=True, environ=cluster.client_env)
+        assert result.code == 0, result.proc.stderr[-3000:]
+        _assert_same_summaries(basic_sweep, sweep)
+        assert cluster.sweep_tasks(sweep) == ["FINISHED"] * 4
+
+
 @pytest.mark.alone  # every process that listens on this machine meanwhile must be Ray's
 def test_ray_starts_a_local_cluster_of_its_own_when_given_none(tmp_path):
     """No address, no RAY_ADDRESS: a cluster of this machine, on 127.0.0.1, gone afterwards."""
@@ -124,13 +160,19 @@ def test_ray_starts_a_local_cluster_of_its_own_when_given_none(tmp_path):
     require_module("ray", 'pip install -e ".[ray]"')
     watch = LoopbackOnly()
     sweep = tmp_path / "sweep"
-    environ = {"RAY_ADDRESS": None, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    # Ray's defaults: its mode unset, so the new cluster turns token authentication on and
+    # writes the token to the home folder (a temporary one here)
+    home = tmp_path / "home"
+    home.mkdir()
+    environ = {"RAY_ADDRESS": None, "RAY_AUTH_MODE": None, "RAY_USAGE_STATS_ENABLED": "0"}
+    environ["HOME"] = str(home)
     args = ["hydra/launcher=ray", "hydra.launcher.num_cpus=2", "seed=0,1", "episodes=3"]
     args.append("trigger=never")
     result = run_cli(args, sweep, multirun=True, environ=environ)
     watch.stop()
     assert result.code == 0, result.proc.stderr[-3000:]
     assert "Started a local Ray instance" in result.proc.stderr
+    assert (home / ".ray" / "auth_token").is_file()  # Ray made it: authentication was on
     jobs = pq.read_table(sweep / "summary.parquet").to_pylist()
     assert [(j["run_seed"], j["status"], j["n_episodes"]) for j in jobs] == [
         (0, "complete", 3),

@@ -7,10 +7,12 @@ job is one task (one CPU unless ``hydra.launcher.remote`` says otherwise) that c
 config on the node that runs it and writes its run directory where the config says.
 """
 
+import contextlib
 import logging
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,10 @@ class RayLauncher(Launcher):
             # loopback address (read when Ray is imported), so that none listens on the network.
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         self._connect(_import_ray())  # before the sweep writes anything: a mistake is one line
+
+    def _key(self) -> str:
+        """Where the address came from, as the user set it."""
+        return "hydra.launcher.address" if self.address else "RAY_ADDRESS"
 
     def _address(self) -> str | None:
         return self.address or os.environ.get("RAY_ADDRESS") or None
@@ -99,12 +105,21 @@ class RayLauncher(Launcher):
         try:
             if address:
                 _check_reachable(address)
+                _use_token_if_any()
+                _check_admitted(address)
                 ray.init(address=address, **self.init)
             else:  # this machine alone: nothing outside it needs to reach the cluster
                 local = {"num_cpus": self.num_cpus, "include_dashboard": False}
                 ray.init(address="local", **local | self.init)
+        except NotAdmitted as err:
+            _fail(
+                f"{self._key()}: the Ray cluster at {address} has token authentication on and "
+                f"refused this client ({err}). Fix: put the cluster's token (ray get-auth-token "
+                "on its head node) in ~/.ray/auth_token or RAY_AUTH_TOKEN, and leave "
+                "RAY_AUTH_MODE unset (or token)"
+            )
         except (OSError, ValueError, RuntimeError) as err:
-            key = "hydra.launcher.address" if self.address else "RAY_ADDRESS"
+            key = self._key()
             where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
             _fail(
                 f"{key}: cannot start or reach {where} ({err}). Fix: start it "
@@ -119,6 +134,60 @@ def _check_reachable(address: str) -> None:
     if host and port.isdigit():
         with socket.create_connection((host, int(port)), timeout=10):
             pass
+
+
+def _use_token_if_any() -> None:
+    """Send the token Ray keeps for this user, if there is one and ``RAY_AUTH_MODE`` is unset.
+
+    Since Ray 2.5x the first local ``ray.init()`` writes ``~/.ray/auth_token``, and from then on
+    ``ray start --head`` turns token authentication on. A client given an explicit address (as
+    here) does not look for the token itself; without it the cluster refuses the client, which
+    Ray reports after a minute of retries as "Failed to connect". A token sent to a cluster whose
+    authentication is off is ignored."""
+    if os.environ.get("RAY_AUTH_MODE") is not None:
+        return  # the user's choice
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+    except ImportError:
+        return  # a Ray without token authentication
+    if AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
+        os.environ["RAY_AUTH_MODE"] = "token"  # this process and the tasks it starts
+        Config.initialize("")  # Ray reads its settings once: read them again
+
+
+def _check_admitted(address: str) -> None:
+    """Fail at once, with the cluster's own reason, where it refuses this client's
+    authentication (``ray.init`` would retry for a minute and then say only that it failed)."""
+    if address.startswith("ray://"):
+        return  # Ray Client: a server of its own
+    try:
+        from ray._raylet import GcsClient
+        from ray.exceptions import AuthenticationError
+    except ImportError:
+        return
+    try:
+        with _stderr_silenced():  # Ray's C++ side logs the refusal too, as a warning
+            GcsClient(address=address)
+    except AuthenticationError as err:
+        raise NotAdmitted(" ".join(str(err).split()).split(". ")[0]) from None
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for a moment (what C++ code writes there included)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class NotAdmitted(RuntimeError):
+    """The cluster's token authentication refused this client (Ray's reason)."""
 
 
 def _import_ray() -> Any:
