@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,8 @@ import xxhash
 #: between an emulator's steps, while the core powers its vector units up again.) Smaller
 #: observations (a joint vector) are hashed as they are: their digests are those of before.
 LARGE = 4096
+#: What hashing an observation that is not a contiguous buffer raises.
+UNLIKE = (TypeError, BufferError, ValueError)
 
 
 class ObsDigest:
@@ -39,8 +42,17 @@ class ObsDigest:
                 self._hash.update(xxhash.xxh64_digest(obs))
             else:
                 self._hash.update(obs)
-        except (TypeError, BufferError, ValueError):  # not a contiguous buffer: hash its bytes
+        except UNLIKE:  # not a contiguous buffer: hash its bytes
             self._hash.update(_canonical_bytes(obs))
+
+    def updater(self, like: Any) -> Callable[[Any], None]:
+        """The cheapest way to take in observations like ``like`` (an episode's reset one): for
+        a small contiguous array, the hash's own ``update``, with no Python call per step (the
+        same digest: ``update`` hashes such an array as it is); else ``update``. The fast one
+        raises ``UNLIKE`` on an observation it cannot take: pass that one to ``update``."""
+        if isinstance(like, np.ndarray) and like.nbytes < LARGE and like.flags.c_contiguous:
+            return self._hash.update
+        return self.update
 
     def hexdigest(self) -> str:
         """The digest so far, as 32 hex digits."""

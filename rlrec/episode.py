@@ -16,7 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rlrec.digest import ObsDigest
+from rlrec.digest import UNLIKE, ObsDigest
 from rlrec.policies import PolicyHooks
 from rlrec.records import EpisodeRecord
 from rlrec.seeding import episode_seed, policy_seed
@@ -48,6 +48,7 @@ class Episode:
     """One episode in progress: its seeds, actions, digest and totals, and its video writer."""
 
     __slots__ = (
+        "_observe",
         "_update",
         "actions",
         "digest",
@@ -76,6 +77,7 @@ class Episode:
         self.index, self.hooks, self.env_index, self.seed = index, hooks, env_index, seed
         self._update = hooks.update
         self.digest = ObsDigest()
+        self._observe = self.digest.update  # begin() picks the cheapest for the env's observations
         self.actions: list[Any] = []
         self.episode_return, self.length = 0.0, 0
         self.writer: VideoWriter | None = None
@@ -100,6 +102,7 @@ class Episode:
     def begin(self, obs: Any, writer: VideoWriter | None = None, frame: Any = None) -> None:
         """Take the reset observation (and, when filmed, the reset frame); start the clock."""
         self.digest.update(obs)
+        self._observe = self.digest.updater(obs)
         self.writer = writer
         if writer is not None:
             writer.add(frame)
@@ -117,7 +120,10 @@ class Episode:
     ) -> None:
         """Take one step the driver made: ``obs`` -> ``action`` -> ``next_obs``."""
         self.actions.append(action)
-        self.digest.update(next_obs)
+        try:
+            self._observe(next_obs)
+        except UNLIKE:  # unlike the reset observation
+            self.digest.update(next_obs)
         self.episode_return += float(reward)
         self.length += 1
         if self._update is not None:
@@ -141,7 +147,7 @@ class Episode:
         """
         hooks, writer = self.hooks, self.writer
         step, act, update, render = env.step, hooks.act, hooks.update, env.render
-        observe = self.digest.update
+        observe, digest = self._observe, self.digest
         remember = self.actions.append
         episode_return, length = 0.0, 0
         signals.in_episode = True  # a signal may stop the steps at once: nothing to corrupt
@@ -150,7 +156,10 @@ class Episode:
                 action = act(obs)
                 remember(action)
                 next_obs, reward, terminated, truncated, info = step(action)
-                observe(next_obs)
+                try:
+                    observe(next_obs)
+                except UNLIKE:  # unlike the reset observation
+                    digest.update(next_obs)
                 episode_return += float(reward)
                 length += 1
                 if update is not None:

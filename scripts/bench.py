@@ -14,6 +14,7 @@
     python scripts/bench.py envs            # issue 18: filming MuJoCo and Atari, memory, digest
     python scripts/bench.py scale           # issues 19, 20: shards; short sweeps, start-up, Ray
     python scripts/bench.py pixels          # issue 28: filming, file size, replay, PSNR per codec
+    python scripts/bench.py contract --against 6eb1aca  # issue 30: the contract's cost per episode
     python scripts/bench.py core --against 829b750   # also an older commit, interleaved
 
 ``--against REV`` checks REV out in a temporary git worktree and runs every rlrec command of the
@@ -1265,6 +1266,62 @@ def _bench_run(folder: Path):
     return RunInfo(folder, "CartPole-v1", 0, 0, 10_000, {})
 
 
+def contract(args: argparse.Namespace) -> None:
+    """Issue 30: what the contract costs per episode (seeds, digest, actions, Parquet rows), stats
+    only: the Recorder around the guide's loop and ``run.py`` against the guide's loop seeded as
+    the contract seeds it, 10,000 random CartPole episodes; each also with start-up subtracted
+    (a one-episode run of the same command). With ``--against``, the old tree's too."""
+    out = tempfile.mkdtemp(prefix="contract-bench-")
+    episodes = ("--episodes", "10000")
+
+    def recorder(root: Path, *more: str) -> Callable[[], list[str]]:
+        def command() -> list[str]:
+            folder = tempfile.mkdtemp(dir=out)
+            script = root / "scripts" / "bench_baselines.py"
+            env = ["env", f"PYTHONPATH={root}"] if root != ROOT else []
+            return [*env, PY, str(script), "recorder", *more, "--out", folder]
+
+        return command
+
+    commands: dict[str, Callable[[], list[str]]] = {
+        "seeded guide loop": lambda: baseline("guide", *episodes, "--contract-seeds"),
+        "seeded guide loop 1": lambda: baseline("guide", "--episodes", "1", "--contract-seeds"),
+        "Recorder": recorder(ROOT, *episodes),
+        "Recorder 1": recorder(ROOT, "--episodes", "1"),
+        "run.py": lambda: rlrec("trigger=never", "episodes=10000"),
+        "run.py 1": lambda: rlrec("trigger=never", "episodes=1"),
+    }
+    if OLD is not None:
+        commands |= {
+            "Recorder (old)": recorder(OLD, *episodes),
+            "Recorder 1 (old)": recorder(OLD, "--episodes", "1"),
+            "run.py (old)": lambda: old("trigger=never", "episodes=10000"),
+            "run.py 1 (old)": lambda: old("trigger=never", "episodes=1"),
+        }
+    runs = interleaved(commands, args.stats_repeats)
+    whole = {name: median(r) for name, r in runs.items()}
+    guide, guide_loop = (
+        whole["seeded guide loop"],
+        whole["seeded guide loop"] - whole["seeded guide loop 1"],
+    )
+    print(
+        f"\nStats only, 10,000 random CartPole episodes (median of {args.stats_repeats}); "
+        f"the seeded guide loop: {guide:.2f} s whole, {guide_loop:.2f} s without start-up"
+    )
+    print(f"  {'':22s} {'whole':>8s} {'/ guide':>8s} {'episodes':>9s} {'/ guide':>8s}")
+    for name in ("Recorder", "run.py", "Recorder (old)", "run.py (old)"):
+        if name not in whole:
+            continue
+        one = whole[name.replace(" (old)", " 1 (old)") if "(old)" in name else f"{name} 1"]
+        loop = whole[name] - one
+        print(
+            f"  {name:22s} {whole[name]:7.2f}s {whole[name] / guide:7.3f}x "
+            f"{loop:8.2f}s {loop / guide_loop:7.3f}x"
+        )
+    print("  target: the episodes (start-up subtracted) at most 1.15x the seeded guide loop's")
+    shutil.rmtree(out, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -1283,6 +1340,7 @@ def main() -> None:
             "envs",
             "scale",
             "pixels",
+            "contract",
         ],
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs of each filming command")
@@ -1309,6 +1367,7 @@ def main() -> None:
         "envs": envs,
         "scale": scale,
         "pixels": pixels,
+        "contract": contract,
     }
     suites[args.suite](args)
 

@@ -98,7 +98,11 @@ class RayCluster:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_until(self._ready, "the Ray head node", self.proc, self.log_path)
+        try:
+            wait_until(self._ready, "the Ray head node", self.proc, self.log_path)
+        except BaseException:
+            self.stop()  # nothing of a cluster that did not start is left running
+            raise
 
     @property
     def address(self) -> str:

@@ -91,11 +91,13 @@ def plain_loop(
     act: Callable[[Any], Any] | None = None,
     max_episode_steps: int | None = None,
     renders: list[list[np.ndarray]] | None = None,
+    digests: bool = False,
     **kwargs: Any,
 ) -> list[dict[str, Any]]:
     """What the contract says a run must produce, computed with Gymnasium alone; with
     ``renders``, what ``env.render()`` returned in each episode is appended to it (the reset
-    frame, then one a step: what a film of the episode must show)."""
+    frame, then one a step: what a film of the episode must show); with ``digests``, each row's
+    ``obs_digest`` as the contract defines it."""
     render_mode = "rgb_array" if renders is not None else None
     env = gym.make(env_id, max_episode_steps=max_episode_steps, render_mode=render_mode, **kwargs)
     rows = []
@@ -103,11 +105,13 @@ def plain_loop(
         seed = contract_seed(run_seed, i)
         env.action_space.seed(contract_seed(run_seed, i, 1))
         obs, _ = env.reset(seed=seed)
+        observations = [obs]
         frames = [env.render()] if renders is not None else None
         total, length = 0.0, 0
         while True:
             action = env.action_space.sample() if act is None else act(obs)
             obs, reward, terminated, truncated, _ = env.step(action)
+            observations.append(obs)
             total += float(reward)
             length += 1
             if frames is not None:
@@ -126,8 +130,24 @@ def plain_loop(
                 "truncated": bool(truncated),
             }
         )
+        if digests:
+            rows[-1]["obs_digest"] = contract_digest(observations)
     env.close()
     return rows
+
+
+def contract_digest(observations: list[np.ndarray]) -> str:
+    """The contract's ``obs_digest``, written out here: BLAKE2b (16 bytes) over every
+    observation's bytes in order, an array of 4,096 bytes or more entering as its XXH64 hash."""
+    import hashlib
+
+    import xxhash
+
+    digest = hashlib.blake2b(digest_size=16)
+    for obs in observations:
+        data = np.ascontiguousarray(obs).tobytes()
+        digest.update(xxhash.xxh64_digest(data) if len(data) >= 4096 else data)
+    return digest.hexdigest()
 
 
 @dataclass

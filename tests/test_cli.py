@@ -39,7 +39,8 @@ def test_default_run_is_the_evaluation_scenario(tmp_path):
     result = run_cli([], tmp_path / "run")
     _assert_ok(result)
     rows = _assert_complete_run(tmp_path / "run", 4)
-    assert [{k: r[k] for k in KEY} for r in rows] == plain_loop("CartPole-v1", 0, 4)
+    expected = plain_loop("CartPole-v1", 0, 4, digests=True)
+    assert [{k: r[k] for k in (*KEY, "obs_digest")} for r in rows] == expected
     for r in rows:
         assert r["video"] == f"videos/eval-episode-{r['episode']}.mp4"
         assert decode(tmp_path / "run" / r["video"]) == (r["length"] + 1, 50.0, (600, 400))

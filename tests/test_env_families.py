@@ -283,6 +283,22 @@ def test_large_observations_digest_by_content():
     assert digest(small) == hashlib.blake2b(small.tobytes(), digest_size=16).hexdigest()
 
 
+def test_an_observation_unlike_the_reset_one_is_digested_by_content():
+    """The episode takes observations like its reset one through the hash's own update; one
+    that is not a contiguous buffer (a view, a list) still enters by its content."""
+    from rlrec.episode import Episode
+    from rlrec.wrappers.loop import no_hooks
+    from tests.conftest import contract_digest
+
+    reset = np.arange(4, dtype=np.float32)
+    later = [np.arange(8, dtype=np.float32)[::2], np.ones(4, np.float32)]
+    episode = Episode(0, no_hooks(), seed=None, policy_seed=None)
+    episode.begin(reset)
+    for obs in later:
+        episode.step(None, 0, 1.0, obs, False, False)
+    assert episode.digest.hexdigest() == contract_digest([reset, *later])
+
+
 def test_a_recorder_films_a_mujoco_episode_as_its_replay_does(tmp_path, monkeypatch):
     need_gl(PRESETS["halfcheetah"])
     from rlrec.wrappers import Recorder

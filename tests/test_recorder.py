@@ -17,7 +17,7 @@ import pytest
 from rlrec.errors import ConfigError
 from rlrec.rundir import RunDir
 from rlrec.wrappers import Recorder
-from tests.conftest import ROOT, decode, run_cli
+from tests.conftest import ROOT, decode, plain_loop, run_cli
 from tests.policies import BalancePolicy
 from tests.test_adaptive import _expected
 
@@ -34,6 +34,16 @@ def user_loop(env, episodes, act=None, seeds=None):
             action = env.action_space.sample() if act is None else act(obs)
             obs, _, terminated, truncated, _ = env.step(action)
             done = terminated or truncated
+
+
+def test_recorder_rows_are_the_contracts_seeds_totals_and_digests(tmp_path):
+    """Stats only, the guide's loop with random actions: every row (the digest of every
+    observation included) equals a plain Gymnasium loop seeded as the contract says."""
+    env = Recorder(gym.make("CartPole-v1"), tmp_path, trigger="never", sinks=["parquet"], seed=4)
+    user_loop(env, 6)
+    env.close()
+    expected = plain_loop("CartPole-v1", 4, 6, digests=True)
+    assert [{k: r[k] for k in expected[0]} for r in _rows(tmp_path)] == expected
 
 
 def _rows(run_dir):
