@@ -138,18 +138,19 @@ def test_a_client_whose_token_the_cluster_refuses_is_one_line(ray_cluster, tmp_p
     assert not (sweep / "multirun.yaml").exists()
 
 
-def test_ray_reaches_a_cluster_whose_authentication_is_off(basic_sweep, tmp_path):
+def test_ray_reaches_a_cluster_whose_authentication_is_off(tmp_path):
     """The same user (a token in the home folder, RAY_AUTH_MODE unset) and a cluster started
     with RAY_AUTH_MODE=disabled: the token the client sends is ignored."""
     (tmp_path / "ray").mkdir()
     started = contextlib.contextmanager(watched)
     with started(functools.partial(RayCluster, auth=False), tmp_path / "ray") as cluster:
         sweep = tmp_path / "sweep"
-        args = ["hydra/launcher=ray", *GRID]
+        args = ["hydra/launcher=ray", "seed=0,1", "episodes=2", "trigger=never"]
         result = run_cli(args, sweep, multirun=True, environ=cluster.client_env)
         assert result.code == 0, result.proc.stderr[-3000:]
-        _assert_same_summaries(basic_sweep, sweep)
-        assert cluster.sweep_tasks(sweep) == ["FINISHED"] * 4
+        jobs = pq.read_table(sweep / "summary.parquet").to_pylist()
+        assert [(j["status"], j["n_episodes"]) for j in jobs] == [("complete", 2)] * 2
+        assert cluster.sweep_tasks(sweep) == ["FINISHED"] * 2
 
 
 @pytest.mark.alone  # every process that listens on this machine meanwhile must be Ray's

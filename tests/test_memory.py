@@ -25,8 +25,8 @@ def _memory(run):
     return table.to_pandas()
 
 
-@pytest.mark.alone
 def test_a_run_samples_the_memory_of_its_whole_process_tree(tmp_path):
+    # memory, not time: other tests beside it change nothing it asserts
     args = ["episodes=300", "trigger=periodic", "trigger.period=100", "memory_every_s=0.05"]
     args += ["sinks=[parquet,console,plot,report]", "env.max_episode_steps=100"]
     one = run_cli([*args, "workers=1"], tmp_path / "one")
@@ -53,8 +53,8 @@ def test_a_run_samples_the_memory_of_its_whole_process_tree(tmp_path):
     assert two_peak > one_peak + 30 * 2**20
 
 
-@pytest.mark.alone
 def test_memory_stays_flat_over_100000_episodes(tmp_path):
+    # memory, not time (the samples are per 0.2 s of whatever speed): it runs beside others
     # short episodes (a million steps in all): what could grow is per episode (rows, parts,
     # statistics, samples), and the run takes half the time of CartPole's own length
     args = ["episodes=100000", "env.max_episode_steps=10", "trigger=never", "sinks=[parquet]"]
