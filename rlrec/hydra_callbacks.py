@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import sys
@@ -14,7 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from rlrec.errors import ConfigError
-from rlrec.rundir import hydra_record_dir
+from rlrec.rundir import Busy, RunDir, WriterLock, hydra_record_dir
 
 _claimed: dict[str, str] = {}  # base folder -> the folder this process created for it
 _resume_records: dict[str, str] = {}  # resumed run -> its record folder in this process
@@ -139,11 +140,51 @@ def check_writable(folder: str, key: str) -> None:
         ) from None
 
 
+def hold_run_dir(folder: Path, key: str, new: bool) -> WriterLock:
+    """Hold ``folder`` as the one writer of its run (until the process ends or the lock is
+    released); a ``ConfigError`` naming ``key`` if another writer holds it, or if ``new`` and
+    episodes were recorded there already (their rows and films would mix with this run's)."""
+    try:
+        lock = WriterLock.take(folder)
+    except Busy as busy:
+        raise ConfigError(
+            key,
+            f"{folder} is being written by {busy.who}; one run directory has one writer",
+            "wait for that run to end, or give this one its own folder (leave hydra.run.dir "
+            "unset for a new one)",
+        ) from None
+    run = RunDir(folder)
+    if new and run.holds_records():
+        lock.release()
+        summary = run.read_summary()
+        held = (
+            f"a {summary.get('status', 'recorded')} run of {summary.get('n', '?')} episodes"
+            if summary
+            else "a stopped run"
+        )
+        raise ConfigError(
+            key,
+            f"{folder} holds {held} already",
+            f"resume it with resume={folder}, or give this run a new folder (leave "
+            "hydra.run.dir unset for outputs/<date>/<time>)",
+        )
+    return lock
+
+
 class CheckOutputDir(Callback):
-    """Exit with code 2 and a clear message before Hydra tries to write an unwritable folder."""
+    """Exit with code 2 and a clear message before Hydra writes anything into a folder it cannot
+    write, that another process writes, or that holds another run."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.run.dir")
+        resume = config.get("resume")
+        folder = Path(str(OmegaConf.select(config, "hydra.run.dir"))).absolute()
+        try:
+            lock = hold_run_dir(folder, "resume" if resume else "hydra.run.dir", new=not resume)
+        except ConfigError as err:
+            print(f"rlrec: error: {err}", file=sys.stderr)
+            sys.exit(err.exit_code)
+        atexit.register(lock.release)  # held to the end (a killed run's, by the OS)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.sweep.dir")

@@ -8,6 +8,7 @@ it is written under a dot-prefixed temporary name (``atomic_path``) and renamed.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import itertools
 import json
@@ -16,7 +17,7 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 #: Hydra's record of a run (``.hydra-resume-N`` beside it for each resume), and what a sweep's
 #: jobs are found by.
@@ -93,6 +94,87 @@ def write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
+class Busy(Exception):
+    """Another process writes the run directory (its pid, when it said)."""
+
+    def __init__(self, pid: int | None) -> None:
+        super().__init__(pid)
+        self.pid = pid
+
+    @property
+    def who(self) -> str:
+        """The writer, in words."""
+        if self.pid == os.getpid():
+            return "another writer in this process"
+        return f"another process (pid {self.pid})" if self.pid else "another process"
+
+
+class WriterLock:
+    """The one writer of a folder: a POSIX (``fcntl``) lock on its ``.rlrec.lock``, held until
+    ``release`` or the end of the process, however it ends (the OS lets go of a killed process's
+    locks; they also hold on the network file systems clusters share, where ``lockd`` runs).
+
+    POSIX locks do not exclude one another within a process, so the folders this process holds
+    are also kept here: a second writer in the same process is refused too.
+    """
+
+    NAME = ".rlrec.lock"
+    _held: ClassVar[dict[Path, WriterLock]] = {}
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._fd: int | None = None
+
+    @classmethod
+    def take(cls, folder: Path) -> WriterLock:
+        """Hold ``folder`` for this process; ``Busy`` if another writer (here or elsewhere) holds
+        it."""
+        key = folder.resolve()
+        if key in cls._held:
+            raise Busy(os.getpid())
+        lock = cls(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / cls.NAME
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 32).decode(errors="replace").strip()
+                os.close(fd)
+                raise Busy(int(holder) if holder.isdigit() else None) from None
+            if _same_file(fd, path):
+                break
+            os.close(fd)  # the writer before removed it as it ended: lock the new one
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        lock._fd = fd
+        cls._held[key] = lock
+        return lock
+
+    @classmethod
+    def holds(cls, folder: Path) -> bool:
+        """Whether this process holds ``folder``."""
+        return folder.resolve() in cls._held
+
+    def release(self) -> None:
+        """Let the folder go: the lock file goes (a killed writer's stays, unlocked), then
+        closing it releases the lock."""
+        if self._fd is not None:
+            self._held.pop(self.folder.resolve(), None)
+            (self.folder / self.NAME).unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
 class RunDir:
     """One run's folder (see the README's "The run directory")."""
 
@@ -110,7 +192,6 @@ class RunDir:
     REPORT = "report.html"
     MEMORY = "_memory.parquet"
     TRACKERS = "trackers.json"
-    RECORDER = ".recorder.lock"  # held by the Recorder writing here (one run, one Recorder)
     TENSORBOARD = "tensorboard"
 
     def __init__(self, path: Path | str) -> None:
@@ -183,17 +264,19 @@ class RunDir:
         """``videos/<file_name>``."""
         return self.videos / file_name
 
-    def claim(self) -> bool:
-        """Take the folder for one Recorder; False if another holds it."""
-        try:
-            os.close(os.open(self.path / self.RECORDER, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            return False
-        return True
+    def claim(self) -> WriterLock:
+        """Hold the folder as its one writer until the process ends (``Busy`` if another
+        process, or another writer in this one, holds it)."""
+        return WriterLock.take(self.path)
 
-    def release(self) -> None:
-        """Give the folder back (the Recorder has ended)."""
-        (self.path / self.RECORDER).unlink(missing_ok=True)
+    def holds_records(self) -> bool:
+        """Whether episodes were recorded here (complete, stopped or killed): a new run must not
+        write into it."""
+        return (
+            self.episodes.exists()
+            or bool(part_files(self.episode_parts))
+            or self.summary_file.exists()
+        )
 
     def pending_video(self, slot: int, extension: str) -> Path:
         """Where a film whose episode index is not known yet is written (a vector Recorder

@@ -17,9 +17,11 @@ from omegaconf import OmegaConf
 from rlrec.build import Objects, build
 from rlrec.drivers import run_here
 from rlrec.drivers.workers import WorkerPool
+from rlrec.hydra_callbacks import hold_run_dir
 from rlrec.memory import MemoryMonitor
 from rlrec.records import EpisodeRecord, RunInfo
 from rlrec.resume import ResumePoint, find_resume_point, truncate
+from rlrec.rundir import WriterLock
 from rlrec.seeding import reseed_globals
 from rlrec.sinks import Sink
 from rlrec.sinks.tracker import Tracker
@@ -280,5 +282,12 @@ def _position(indices: range, start: int) -> int:
 
 def record(cfg: Any, run_dir: Path | str, job: int = 0) -> dict[str, Any]:
     """Build everything ``cfg`` describes and run it into ``run_dir``; return the run's summary."""
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    return Runner(build(cfg, run_dir, job)).run()
+    folder = Path(run_dir).absolute()
+    folder.mkdir(parents=True, exist_ok=True)
+    if WriterLock.holds(folder):  # the CLI took it before Hydra wrote its record there
+        return Runner(build(cfg, run_dir, job)).run()
+    lock = hold_run_dir(folder, "hydra.run.dir", new=not cfg.get("resume"))
+    try:
+        return Runner(build(cfg, run_dir, job)).run()
+    finally:
+        lock.release()

@@ -26,7 +26,7 @@ from rlrec.errors import ConfigError
 from rlrec.hydra_callbacks import check_writable, claim_new_dir
 from rlrec.policies import PolicyHooks
 from rlrec.records import EpisodeRecord
-from rlrec.rundir import RunDir
+from rlrec.rundir import Busy, RunDir, WriterLock
 from rlrec.runner import Runner
 
 log = logging.getLogger(__name__)
@@ -42,13 +42,27 @@ def new_run_dir(run_dir: str | Path | None) -> Path:
         run_dir = claim_new_dir(datetime.now().strftime("outputs/%Y-%m-%d/%H-%M-%S"))
     check_writable(str(run_dir), "run_dir")
     path = Path(run_dir).absolute()
-    if RunDir(path).is_run():  # its rows would mix with this run's
+    claim(path).release()  # refused now if another writer holds it; held from LoopRun on
+    if RunDir(path).is_run() or RunDir(path).holds_records():  # rows would mix with this run's
         raise ConfigError(
             "run_dir",
             f"{path} holds a recorded run already",
             "pass a new folder, or run_dir=None for outputs/<date>/<time>",
         )
     return path
+
+
+def claim(path: Path) -> WriterLock:
+    """Hold ``path`` as its one writer, or say who holds it."""
+    try:
+        return WriterLock.take(path)
+    except Busy as busy:
+        raise ConfigError(
+            "run_dir",
+            f"{busy.who} writes to {path} (one run directory has one writer: e.g. SB3's "
+            "make_vec_env(n_envs=4) with one run_dir)",
+            "give each Recorder its own run_dir, or run_dir=None",
+        ) from None
 
 
 def loop_objects(
@@ -88,20 +102,16 @@ class LoopRun:
         self.runner = Runner(objects)
         self.running: dict[int, Episode] = {}
         self.summary: dict[str, Any] | None = None
-        if not objects.run.claim():  # e.g. SB3's make_vec_env(n_envs=4) with one run_dir
+        try:
+            self._lock = claim(objects.run.path)
+        except ConfigError:
             objects.close()
-            path = objects.run.path
-            raise ConfigError(
-                "run_dir",
-                f"another Recorder writes to {path} (one run directory takes one Recorder)",
-                "give each its own run_dir, or run_dir=None (if none runs there, delete "
-                f"{path / RunDir.RECORDER})",
-            )
+            raise
         try:
             self.runner.start()
         except BaseException:
             objects.close()
-            objects.run.release()
+            self._lock.release()
             raise
 
     def finish(
@@ -140,7 +150,7 @@ class LoopRun:
             try:
                 self.summary = self.runner.finish(status)
             finally:
-                self.objects.run.release()
+                self._lock.release()
 
     def end_at_exit(self) -> None:
         if self.summary is not None:
