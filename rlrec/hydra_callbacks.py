@@ -15,7 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from rlrec.errors import ConfigError
-from rlrec.rundir import Busy, RunDir, WriterLock, hydra_record_dir
+from rlrec.rundir import hold_run_dir, hydra_record_dir
 
 _claimed: dict[str, str] = {}  # base folder -> the folder this process created for it
 _resume_records: dict[str, str] = {}  # resumed run -> its record folder in this process
@@ -138,37 +138,6 @@ def check_writable(folder: str, key: str) -> None:
             f"cannot write to {os.path.abspath(folder)!r} ({err.strerror or err})",
             f"run from a folder you can write to, or pass {key}=<a writable folder>",
         ) from None
-
-
-def hold_run_dir(folder: Path, key: str, new: bool) -> WriterLock:
-    """Hold ``folder`` as the one writer of its run (until the process ends or the lock is
-    released); a ``ConfigError`` naming ``key`` if another writer holds it, or if ``new`` and
-    episodes were recorded there already (their rows and films would mix with this run's)."""
-    try:
-        lock = WriterLock.take(folder)
-    except Busy as busy:
-        raise ConfigError(
-            key,
-            f"{folder} is being written by {busy.who}; one run directory has one writer",
-            "wait for that run to end, or give this one its own folder (leave hydra.run.dir "
-            "unset for a new one)",
-        ) from None
-    run = RunDir(folder)
-    if new and run.holds_records():
-        lock.release()
-        summary = run.read_summary()
-        held = (
-            f"a {summary.get('status', 'recorded')} run of {summary.get('n', '?')} episodes"
-            if summary
-            else "a stopped run"
-        )
-        raise ConfigError(
-            key,
-            f"{folder} holds {held} already",
-            f"resume it with resume={folder}, or give this run a new folder (leave "
-            "hydra.run.dir unset for outputs/<date>/<time>)",
-        )
-    return lock
 
 
 class CheckOutputDir(Callback):

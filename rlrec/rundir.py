@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rlrec.errors import ConfigError
+
 #: Hydra's record of a run (``.hydra-resume-N`` beside it for each resume), and what a sweep's
 #: jobs are found by.
 HYDRA_DIR = ".hydra"
@@ -173,6 +175,37 @@ def _same_file(fd: int, path: Path) -> bool:
         return os.path.samestat(os.fstat(fd), os.stat(path))
     except FileNotFoundError:
         return False
+
+
+def hold_run_dir(folder: Path, key: str, new: bool) -> WriterLock:
+    """Hold ``folder`` as the one writer of its run (until the process ends or the lock is
+    released); a ``ConfigError`` naming ``key`` if another writer holds it, or if ``new`` and
+    episodes were recorded there already (their rows and films would mix with this run's)."""
+    try:
+        lock = WriterLock.take(folder)
+    except Busy as busy:
+        raise ConfigError(
+            key,
+            f"{folder} is being written by {busy.who}; one run directory has one writer",
+            "wait for that run to end, or give this one its own folder (leave hydra.run.dir "
+            "unset for a new one)",
+        ) from None
+    run = RunDir(folder)
+    if new and run.holds_records():
+        lock.release()
+        summary = run.read_summary()
+        held = (
+            f"a {summary.get('status', 'recorded')} run of {summary.get('n', '?')} episodes"
+            if summary
+            else "a stopped run"
+        )
+        raise ConfigError(
+            key,
+            f"{folder} holds {held} already",
+            f"resume it with resume={folder}, or give this run a new folder (leave "
+            "hydra.run.dir unset for outputs/<date>/<time>)",
+        )
+    return lock
 
 
 class RunDir:

@@ -17,11 +17,10 @@ from omegaconf import OmegaConf
 from rlrec.build import Objects, build
 from rlrec.drivers import run_here
 from rlrec.drivers.workers import WorkerPool
-from rlrec.hydra_callbacks import hold_run_dir
 from rlrec.memory import MemoryMonitor
 from rlrec.records import EpisodeRecord, RunInfo
 from rlrec.resume import ResumePoint, find_resume_point, truncate
-from rlrec.rundir import WriterLock
+from rlrec.rundir import WriterLock, hold_run_dir
 from rlrec.seeding import reseed_globals
 from rlrec.sinks import Sink
 from rlrec.sinks.tracker import Tracker
