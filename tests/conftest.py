@@ -79,6 +79,14 @@ def _turn(item: pytest.Item, *, alone: bool) -> Iterator[None]:
             fcntl.flock(tests, fcntl.LOCK_UN)
 
 
+def console_script(name: str) -> str:
+    """An installed command of rlrec (``rlrec-replay``, ...): the one on PATH, else the one
+    beside this Python (a virtual environment that is not activated)."""
+    import shutil
+
+    return shutil.which(name) or str(Path(sys.executable).parent / name)
+
+
 def contract_seed(*keys: int) -> int:
     """The contract's ``ss`` written out here, independently of rlrec.seeding."""
     return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])

@@ -17,7 +17,7 @@ from rlrec.episode import replay
 from rlrec.errors import ConfigError
 from rlrec.runner import record
 from rlrec.triggers import Adaptive
-from tests.conftest import ROOT, compose_config, contract_seed, decode, run_cli
+from tests.conftest import ROOT, compose_config, console_script, contract_seed, decode, run_cli
 
 
 def _rows(run_dir):
@@ -245,7 +245,7 @@ def test_replay_fails_clearly(tmp_path):
         ).code
         == 0
     )
-    replay_cmd = ["rlrec-replay"]
+    replay_cmd = [console_script("rlrec-replay")]
     cases = [
         (tmp_path / "noactions", 0, 2, "not stored"),
         (tmp_path / "noisy", 1, 1, "did not replay exactly"),

@@ -28,7 +28,7 @@ from rlrec.video import Encoder, VideoSettings
 from rlrec.wrappers import Recorder, RecordVideo
 from rlrec.wrappers.vector import Recorder as VectorRecorder
 from rlrec.wrappers.vector import RecordVideo as VectorRecordVideo
-from tests.conftest import ROOT, plain_loop, run_cli
+from tests.conftest import ROOT, console_script, plain_loop, run_cli
 from tests.pixels import (
     FLOORS,
     assert_faithful,
@@ -225,7 +225,8 @@ def test_the_tensorboard_gifs_are_the_films(live):
 @pytest.mark.parametrize("codec", ["h264", "gif"])
 def test_rlrec_replay_films_the_episode(live, codec, tmp_path):
     out = tmp_path / f"replayed.{CODECS[codec].extension}"
-    cmd = ["rlrec-replay", str(live), "--episode", "1", "--out", str(out), "--codec", codec]
+    cmd = [console_script("rlrec-replay"), str(live), "--episode", "1", "--out", str(out)]
+    cmd += ["--codec", codec]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert_faithful(out, episode_frames(160, 210, _rows(live)[1]["length"]), codec)
