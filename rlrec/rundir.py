@@ -297,11 +297,6 @@ class RunDir:
         """``videos/<file_name>``."""
         return self.videos / file_name
 
-    def claim(self) -> WriterLock:
-        """Hold the folder as its one writer until the process ends (``Busy`` if another
-        process, or another writer in this one, holds it)."""
-        return WriterLock.take(self.path)
-
     def holds_records(self) -> bool:
         """Whether episodes were recorded here (complete, stopped or killed): a new run must not
         write into it."""

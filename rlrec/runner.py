@@ -283,10 +283,11 @@ def record(cfg: Any, run_dir: Path | str, job: int = 0) -> dict[str, Any]:
     """Build everything ``cfg`` describes and run it into ``run_dir``; return the run's summary."""
     folder = Path(run_dir).absolute()
     folder.mkdir(parents=True, exist_ok=True)
-    if WriterLock.holds(folder):  # the CLI took it before Hydra wrote its record there
-        return Runner(build(cfg, run_dir, job)).run()
-    lock = hold_run_dir(folder, "hydra.run.dir", new=not cfg.get("resume"))
+    # the CLI takes the lock before Hydra writes its record there; a sweep's job, rlrec.run here
+    held = WriterLock.holds(folder)
+    lock = None if held else hold_run_dir(folder, "hydra.run.dir", new=not cfg.get("resume"))
     try:
         return Runner(build(cfg, run_dir, job)).run()
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()

@@ -43,7 +43,8 @@ def new_run_dir(run_dir: str | Path | None) -> Path:
     check_writable(str(run_dir), "run_dir")
     path = Path(run_dir).absolute()
     claim(path).release()  # refused now if another writer holds it; held from LoopRun on
-    if RunDir(path).is_run() or RunDir(path).holds_records():  # rows would mix with this run's
+    run = RunDir(path)
+    if run.is_run() or run.holds_records():  # its rows would mix with this run's
         raise ConfigError(
             "run_dir",
             f"{path} holds a recorded run already",
