@@ -48,14 +48,13 @@ def run(
     HydraConfig.instance().set_config(cfg)  # so that ${hydra:...} interpolations resolve
     if run_dir is None:
         run_dir = cfg.hydra.run.dir
+    resumed = resumed_config(cfg, overrides) if cfg.get("resume") else None  # before any write
     check_writable(str(run_dir), "run_dir")
     run_dir = Path(run_dir)
     _save_hydra_record(cfg, run_dir / cfg.hydra.output_subdir)
     with open_dict(cfg):
         del cfg["hydra"]
-    if cfg.get("resume"):
-        cfg = resumed_config(cfg, overrides)
-    summary = record(cfg, run_dir)
+    summary = record(resumed or cfg, run_dir)
     return RunResult(run_dir.absolute(), summary)
 
 

@@ -42,7 +42,8 @@ def task(cfg: DictConfig) -> dict[str, Any] | None:
         return record(cfg, run_dir, job=hydra_cfg.job.num if multirun else 0)
     except ConfigError as err:
         print(f"rlrec: error: {err}", file=sys.stderr)
-        RunDir(run_dir).update_summary(status="failed", error=str(err))
+        if not cfg.get("resume"):  # a resumed run stays as it was
+            RunDir(run_dir).update_summary(status="failed", error=str(err))
         if not multirun:
             sys.exit(err.exit_code)
     except KeyboardInterrupt as err:

@@ -15,7 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from rlrec.errors import ConfigError
-from rlrec.rundir import hold_run_dir, hydra_record_dir
+from rlrec.rundir import hold_run_dir, hold_sweep_dir, hydra_record_dir
 
 _claimed: dict[str, str] = {}  # base folder -> the folder this process created for it
 _resume_records: dict[str, str] = {}  # resumed run -> its record folder in this process
@@ -142,11 +142,19 @@ def check_writable(folder: str, key: str) -> None:
 
 class CheckOutputDir(Callback):
     """Exit with code 2 and a clear message before Hydra writes anything into a folder it cannot
-    write, that another process writes, or that holds another run."""
+    write, that another process writes, or that holds another run (or sweep)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config, "hydra.run.dir")
         resume = config.get("resume")
+        if resume:  # before anything is written: a refused resume changes nothing on disk
+            from rlrec.resume import resumed_config
+
+            try:
+                resumed_config(config, list(config.hydra.overrides.task))
+            except ConfigError as err:
+                print(f"rlrec: error: {err}", file=sys.stderr)
+                sys.exit(err.exit_code)
+        self._check(config, "hydra.run.dir")
         folder = Path(str(OmegaConf.select(config, "hydra.run.dir"))).absolute()
         try:
             lock = hold_run_dir(folder, "resume" if resume else "hydra.run.dir", new=not resume)
@@ -157,6 +165,13 @@ class CheckOutputDir(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.sweep.dir")
+        folder = Path(str(OmegaConf.select(config, "hydra.sweep.dir"))).absolute()
+        try:
+            lock = hold_sweep_dir(folder, "hydra.sweep.dir", list(config.hydra.overrides.task))
+        except ConfigError as err:
+            print(f"rlrec: error: {err}", file=sys.stderr)
+            sys.exit(err.exit_code)
+        atexit.register(lock.release)  # to the end of the sweep, its summary and merge included
 
     @staticmethod
     def _check(config: DictConfig, key: str) -> None:

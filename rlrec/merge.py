@@ -7,8 +7,10 @@ of the run done in one go. The merge writes them through the runner, as that run
 same Parquet files, summary and report), links the shards' films beside them, and films by replay
 what a trigger that decides after the episodes chooses, in episode order, as the sequential run
 chose. Only once the merged run is complete are the shards' episodes and films removed, so that
-``<sweep>/*/episodes.parquet`` reads every episode exactly once. A shard that failed or never ran
-leaves everything as it was, with the episodes missing and the command that runs them.
+``<sweep>/*/episodes.parquet`` reads every episode exactly once; a merge stopped at any moment is
+finished by the next (``merge_run``). A shard that failed or never ran leaves everything as it was,
+with the episodes missing and the command that runs them. ``rlrec-merge`` holds the sweep's folder
+as its one writer, as a running sweep does.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from rlrec.rundir import RunDir, SweepDir, parse_overrides, write_parquet
+from rlrec.rundir import Busy, RunDir, SweepDir, WriterLock, parse_overrides, write_parquet
 
 #: Where a sweep's merged runs go: ``merged/``, or ``merged/<k>/`` for its k-th run when other
 #: keys are swept beside ``shard`` (in the order of ``groups.parquet``).
@@ -119,23 +121,63 @@ def merge_sweep(sweep_dir: Path | str) -> list[Merged]:
 
 
 def merge_run(run: ShardedRun, out: Path) -> Merged:
-    """Merge ``run``'s shards into ``out``; with shards missing, only say which."""
-    target = RunDir(out)
-    if target.read_summary().get("status") == "complete":
+    """Merge ``run``'s shards into ``out``; with shards missing, only say which.
+
+    A transaction: the merged run is written whole in a hidden folder beside ``out``, then the
+    shards' episodes go and the folder takes its name, then the shards' films and actions go. A
+    merge stopped at any moment (a kill, a full disk) is finished by the next one: a folder not
+    written whole is written again from the shards, which hold everything until it is.
+    """
+    target, staged = RunDir(out), RunDir(staging_dir(out))
+    if _complete(target):  # committed; a merge stopped while it emptied the shards ends here
+        _empty_shards(run, out)
         return Merged(out, run, [], already=True)
+    if _complete(staged):  # written whole, stopped before it took its name
+        _commit(run, staged, out)
+        return Merged(out, run, [])
     chosen = _complete_shards(run)
     missing = [s for s in range(run.count) if s not in chosen]
     episodes = int(run.config["episodes"])
     if missing:
         lost = sum(len(range(s, episodes, run.count)) for s in missing)
         return Merged(out, run, missing, lost)
-    if out.exists():  # an earlier merge that stopped half-way: the shards still hold everything
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    _write(run, chosen, target)
+    for stopped in (staged.path, out):  # half-written (out: by an rlrec that merged in place)
+        if stopped.exists():
+            shutil.rmtree(stopped)
+    staged.path.mkdir(parents=True)
+    _write(run, chosen, staged)
+    _commit(run, staged, out)
+    return Merged(out, run, [])
+
+
+def staging_dir(out: Path) -> Path:
+    """Where the merged run is written before it takes its name: hidden, so that no reader of
+    ``<sweep>/*/episodes.parquet`` sees its rows beside the shards'."""
+    return out.parent / f".{out.name}.partial"
+
+
+def _complete(run: RunDir) -> bool:
+    # summary.json is the last file a run writes: complete, everything before it is on disk
+    return run.read_summary().get("status") == "complete"
+
+
+def _commit(run: ShardedRun, staged: RunDir, out: Path) -> None:
+    """Put the merged run written whole in ``staged`` in place of the shards' episodes.
+
+    The shards' ``episodes.parquet`` go first, then a rename gives the merged run its name: at no
+    moment does ``<sweep>/*/episodes.parquet`` read an episode twice (between the two, for as
+    long as a few unlinks take, it reads none of them; a merge stopped there is finished by the
+    next).
+    """
+    for shard in run.shards:
+        shard.run.episodes.unlink(missing_ok=True)
+    os.rename(staged.path, out)
+    _empty_shards(run, out)
+
+
+def _empty_shards(run: ShardedRun, out: Path) -> None:
     for shard in run.shards:  # every episode is in the merged run now, and only there
         _empty(shard.run, out)
-    return Merged(out, run, [])
 
 
 def _complete_shards(run: ShardedRun) -> dict[int, Shard]:
@@ -288,7 +330,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not sharded_runs(sweep):
         print(f"rlrec-merge: error: the jobs of {sweep} are not shards (shards=1)", file=sys.stderr)
         return 2
-    merges = merge_sweep(sweep)
+    try:
+        lock = WriterLock.take(sweep)
+    except Busy as busy:
+        print(
+            f"rlrec-merge: error: {sweep} is being written by {busy.who}; wait for it to end, "
+            "then run rlrec-merge again",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        merges = merge_sweep(sweep)
+    finally:
+        lock.release()
     for merged in merges:
         print(describe(merged, sweep), file=sys.stdout if merged.complete else sys.stderr)
     return 0 if all(m.complete for m in merges) else 1

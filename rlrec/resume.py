@@ -20,37 +20,65 @@ from rlrec.errors import ConfigError
 from rlrec.records import EpisodeRecord
 from rlrec.rundir import RunDir
 
-#: Overrides that change how a run is shown, not what it records: allowed when resuming.
-HARMLESS = ("sinks.console", "sinks.progress", "resume")
+#: Overrides a resume takes beside ``resume`` and ``hydra.*``: they change how the run is shown,
+#: not what it records, and apply to the resumed run. Any other must equal the recorded value.
+DISPLAY = ("sinks.console", "sinks.progress")
 
 
 def resumed_config(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
-    """The config recorded in ``cfg.resume``; refuse ``overrides`` that would change it."""
+    """The config recorded in ``cfg.resume``, with the display ``overrides`` applied; refuse a run
+    that cannot resume and ``overrides`` that would change it (before anything is written)."""
     run = RunDir(cfg.resume)
-    if not run.is_run():
-        raise ConfigError(
-            "resume",
-            f"{str(run.path)!r} is not an rlrec run directory (no recorded config)",
-            "pass the folder of the run to continue",
-        )
+    check_resumable(run)
     recorded = OmegaConf.load(run.hydra_config)
-    changed = []
+    changed, shown = [], []
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         key = override.key_or_group
-        if key.startswith("hydra") or key.startswith(HARMLESS):
+        if key.startswith("hydra") or key == "resume":
             continue
-        given, before = OmegaConf.select(cfg, key), OmegaConf.select(recorded, key)
+        given = OmegaConf.select(cfg, key)
+        if key.startswith(DISPLAY):
+            shown.append((key, given))
+            continue
+        before = OmegaConf.select(recorded, key)
         if plain(given) != plain(before):
             changed.append(f"{key} (recorded {plain(before)!r}, given {plain(given)!r})")
     if changed:
         raise ConfigError(
             "resume",
             "these overrides would change the run: " + "; ".join(changed),
-            "resume with the recorded config (drop them), or start a new run",
+            "resume with the recorded config (drop them), or start a new run; a resume takes "
+            f"only {', '.join(k + '.*' for k in DISPLAY)} and hydra.*",
         )
     with open_dict(recorded):
         recorded.resume = str(run.path)
+        for key, value in shown:
+            OmegaConf.update(recorded, key, value, force_add=True)
     return recorded
+
+
+def check_resumable(run: RunDir) -> None:
+    """Refuse, naming what it is, a folder that ``resume=`` cannot continue."""
+    where = repr(str(run.path))
+    if not run.path.is_dir():
+        raise ConfigError(
+            "resume", f"{where} does not exist", "pass the folder of the run to continue"
+        )
+    if run.hydra_config.exists():
+        return
+    if run.read_config() is not None:
+        raise ConfigError(
+            "resume",
+            f"{where} was recorded by a Recorder inside a Python loop (rlrec.wrappers): only "
+            "that loop can run its episodes",
+            "continue it in your own code (a new Recorder into a new run_dir); resume= continues "
+            "runs of run.py and rlrec.run",
+        )
+    raise ConfigError(
+        "resume",
+        f"{where} is not an rlrec run directory (no recorded config)",
+        "pass the folder of the run to continue",
+    )
 
 
 @dataclass

@@ -208,6 +208,32 @@ def hold_run_dir(folder: Path, key: str, new: bool) -> WriterLock:
     return lock
 
 
+def hold_sweep_dir(folder: Path, key: str, overrides: list[str]) -> WriterLock:
+    """Hold ``folder`` as the one writer of its sweep; a ``ConfigError`` naming ``key`` if another
+    process writes it, or if it holds a sweep already and ``overrides`` do not run shards again
+    (the one relaunch there is: a sharded run's missing shards, as ``rlrec-merge`` says)."""
+    try:
+        lock = WriterLock.take(folder)
+    except Busy as busy:
+        raise ConfigError(
+            key,
+            f"{folder} is being written by {busy.who} (a sweep, or rlrec-merge)",
+            "wait for it to end, or sweep into a new folder (leave hydra.sweep.dir unset)",
+        ) from None
+    jobs = SweepDir(folder).job_numbers()
+    shards = any(o.lstrip("+").startswith("shard=") for o in overrides)
+    if jobs and not shards:
+        lock.release()
+        raise ConfigError(
+            key,
+            f"{folder} holds a sweep already (jobs {min(jobs)}-{max(jobs)}); a second sweep "
+            "there would mix with its summary",
+            "sweep into a new folder (leave hydra.sweep.dir unset for outputs/multirun/<date>/"
+            "<time>); only a sharded run's missing shards are run again into their sweep",
+        )
+    return lock
+
+
 class RunDir:
     """One run's folder (see the README's "The run directory")."""
 
@@ -490,6 +516,17 @@ class SweepDir:
     def runs(self) -> list[RunDir]:
         """The jobs' run directories (folders with Hydra's overrides record)."""
         return [RunDir(p.parent.parent) for p in self.path.glob(f"*/{HYDRA_DIR}/{OVERRIDES_FILE}")]
+
+    def job_numbers(self) -> list[int]:
+        """The job numbers its jobs took (``summary.json``'s ``job``, else the folder's name)."""
+        numbers = []
+        for run in self.runs():
+            job = run.read_summary().get("job")
+            if job is None:
+                job = run.path.name.partition("-")[0]
+            with contextlib.suppress(ValueError):
+                numbers.append(int(job))
+        return numbers
 
     @staticmethod
     def under(path: Path) -> list[SweepDir]:

@@ -104,6 +104,13 @@ class Runner:
         the summary."""
         self._sample_memory(final=True)
         summary = self._summary(status, time.perf_counter() - self._started)
+        if status == "interrupted":
+            # the finished episodes and the summary first, where a second signal cannot cut them
+            # off: it ends the process right after (before the report, a timelapse, the trackers)
+            with self.o.signals.saving():
+                for sink in self._opened:
+                    sink.flush()
+                self.o.run.write_summary(summary | {"tracker_failures": {}})
         self._close(summary)
         return summary
 

@@ -3,8 +3,10 @@
 Cluster schedulers pre-empt with SIGTERM, people press Ctrl-C. The first signal stops the run at
 the next safe point: during an episode's steps at once (its partial video is discarded), elsewhere
 at the end of the episode, so that no sink is ever interrupted half-way through a write. The run
-then flushes its statistics and writes ``summary.json`` with ``"status": "interrupted"``. A second
-signal exits immediately: finished episodes are flushed first thing, so they are already on disk.
+then writes its finished episodes and ``summary.json`` (``"status": "interrupted"``) first thing,
+before anything slow (the report, a timelapse, the trackers). A second signal exits at once, except
+during that first write, which it waits for: every episode the console printed is on disk, however
+soon the second signal follows the first.
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ class StopSignals:
     def __init__(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
         self.signals = signals
         self.in_episode = False  # the runner sets it around an episode's steps
-        self.pending: int | None = None
+        self.pending: int | None = None  # the first signal
+        self.saved = False  # the finished episodes and an "interrupted" summary are on disk
+        self._saving = False
+        self._second: int | None = None  # a second signal that waits for the saving to end
 
     def check(self) -> None:
         """Raise ``Interrupted`` if a signal arrived since the last check."""
@@ -50,9 +55,28 @@ class StopSignals:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
 
+    @contextmanager
+    def saving(self) -> Iterator[None]:
+        """Around the write of what must be on disk when the process ends: a second signal that
+        comes meanwhile ends the process as soon as it is done, not before."""
+        self._saving = True
+        try:
+            yield
+        finally:
+            self._saving = False
+            self.saved = True
+            if self._second is not None:
+                os._exit(128 + self._second)
+
     def _handle(self, signum: int, frame: object) -> None:
-        if self.pending is not None:  # the second signal: now
+        if self.pending is None:
+            self.pending = signum
+            if self.in_episode:
+                raise Interrupted(signum)
+            return
+        if self.saved and not self._saving:  # the second signal: now, nothing is left unwritten
             os._exit(128 + signum)
-        self.pending = signum
+        # before the episodes are saved: the run goes to its end at once, then to the exit
+        self._second = signum
         if self.in_episode:
             raise Interrupted(signum)

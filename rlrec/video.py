@@ -230,6 +230,7 @@ class Encoder:
         self._unsent: list[bytes] = []  # frame commands not yet written (BATCH)
         self._replies: io.BufferedReader | None = None
         self._owed = 0  # videos closed without waiting whose "closed" is still to come
+        self._sent = False  # whether it was ever given work
         _ENCODERS.add(self)
 
     def start(self, codec: Codec | None = None) -> None:
@@ -309,6 +310,7 @@ class Encoder:
         assert self._proc is not None and self._proc.stdin is not None
         data = b"".join(lines)
         self._unsent = []
+        self._sent = True
         try:
             self._proc.stdin.write(data)
         except BrokenPipeError:
@@ -372,6 +374,8 @@ class Encoder:
         if self._proc is not None:
             with contextlib.suppress(OSError):
                 self._proc.stdin.close()
+            if not self._sent:  # nothing to finish: not worth waiting for its imports to end
+                self._proc.terminate()
             try:
                 self._proc.wait(timeout=30)
             except subprocess.TimeoutExpired:

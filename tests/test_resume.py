@@ -107,4 +107,4 @@ def test_overrides_that_change_the_run_are_refused(tmp_path):
     same = _resume(tmp_path / "run", "episodes=5", "sinks.console.every=1")
     assert same.returncode == 0, same.stderr  # same values, or display only: fine
     missing = _resume(tmp_path / "nowhere")
-    assert missing.returncode == 2 and "not an rlrec run directory" in missing.stderr
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

@@ -102,7 +102,8 @@ def test_a_failed_shard_is_named_run_again_and_merged(tmp_path):
     marker.unlink()
     rerun = run_cli(["shard=1", "shards=3", *common], sweep, multirun=True)
     assert rerun.code == 0, rerun.proc.stderr[-3000:]
-    assert (sweep / "0-1").is_dir()  # a folder of its own: shard 0's stays as it was
+    assert (sweep / "3").is_dir()  # numbered after the sweep's jobs 0-2: no number twice
+    assert sorted(pq.read_table(sweep / "summary.parquet")["job"].to_pylist()) == [0]  # merged
     assert run_cli(common, tmp_path / "sequential").code == 0
     assert_same_run(sweep / "merged", tmp_path / "sequential")
     assert merge_cli(str(tmp_path / "sequential")).returncode == 2  # a run, not a sweep

@@ -136,6 +136,24 @@ def test_a_second_ctrl_c_exits_at_once_and_loses_no_finished_episode(tmp_path):
     _check_videos(tmp_path / "run")
 
 
+@pytest.mark.parametrize("gap", [0.002, 0.008])
+def test_two_ctrl_c_at_once_keep_every_printed_episode_and_the_summary(tmp_path, gap):
+    # two presses within 10 ms: the second comes before the first has written anything
+    run = LiveRun(tmp_path / "run", "trigger=periodic", "trigger.period=50", "episodes=30000")
+    run.wait_for_episodes(300)
+    os.kill(run.proc.pid, signal.SIGINT)
+    time.sleep(gap)
+    os.kill(run.proc.pid, signal.SIGINT)
+    assert run.wait() == 130
+    printed = {episode for _, episode in run.finished}
+    episodes = _episodes(tmp_path / "run")
+    assert episodes == list(range(len(episodes)))
+    assert printed <= set(episodes), sorted(printed - set(episodes))[:5]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["n"] == len(episodes)
+    _check_videos(tmp_path / "run")
+
+
 @pytest.mark.alone
 @pytest.mark.parametrize("after", [8, 30, 90])
 def test_sigkill_keeps_every_episode_older_than_the_flush_interval(tmp_path, after):

@@ -119,3 +119,83 @@ sys.stdin.readline()
             _, _, terminated, truncated, _ = env.step(env.action_space.sample())
             done = terminated or truncated
     assert pq.read_table(tmp_path / "run" / "episodes.parquet").num_rows == 1
+
+
+def test_a_second_sweep_into_a_sweep_folder_is_refused(tmp_path):
+    sweep = tmp_path / "sweep"
+    first = run_cli(["seed=0,1", "episodes=2", "trigger=never"], sweep, multirun=True)
+    assert first.code == 0, first.proc.stderr[-2000:]
+    before = _listing(sweep)
+    again = run_cli(["seed=7", "episodes=2", "trigger=never"], sweep, multirun=True)
+    _refused(again, "hydra.sweep.dir", sweep, "holds a sweep already (jobs 0-1)")
+    assert "leave hydra.sweep.dir unset" in again.proc.stderr
+    assert _listing(sweep) == before  # no folder 0-1, no second job 0, the same summary
+    assert pq.read_table(sweep / "summary.parquet")["job"].to_pylist() == [0, 1]
+
+
+def test_a_running_sweep_holds_its_folder_against_a_sweep_and_a_merge(tmp_path):
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, str(ROOT / "run.py"), "-m", "shard=0,1", "shards=2", "trigger=never"]
+    cmd += ["episodes=400000", "sinks.parquet.flush_seconds=0.2", f"hydra.sweep.dir={sweep}"]
+    first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for_parts(sweep / "0", first)
+        again = run_cli(["shard=1", "shards=2", "episodes=2"], sweep, multirun=True)
+        _refused(again, "hydra.sweep.dir", sweep, f"another process (pid {first.pid})")
+        merge = subprocess.run(
+            [sys.executable, "-m", "rlrec.merge", str(sweep)], capture_output=True, text=True
+        )
+        assert merge.returncode == 2, merge.stderr
+        (line,) = merge.stderr.strip().splitlines()
+        assert line.startswith(f"rlrec-merge: error: {sweep} is being written by another")
+        assert not (sweep / "merged").exists() and not (sweep / "1").exists()
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=60)
+
+
+def _one_line(result, says: str) -> None:
+    assert result.code == 2, result.proc.stderr[-2000:]
+    (line,) = result.proc.stderr.strip().splitlines()
+    assert line.startswith("rlrec: error: resume: ") and says in line and "Fix: " in line, line
+
+
+def test_a_refused_resume_writes_nothing_anywhere(tmp_path):
+    good = tmp_path / "good"
+    assert run_cli(["episodes=3", "trigger=every"], good).code == 0
+    before = _listing(good)
+    changed = run_cli([f"resume={good}", "episodes=10"], good)
+    _one_line(changed, "episodes (recorded 3, given 10)")
+    assert _listing(good) == before  # summary.json still says complete
+    notarun = tmp_path / "notarun"
+    notarun.mkdir()
+    (notarun / "notes.txt").write_text("mine")
+    _one_line(run_cli([f"resume={notarun}"], notarun), "is not an rlrec run directory")
+    assert [p.name for p in notarun.iterdir()] == ["notes.txt"]
+    missing = tmp_path / "does" / "not" / "exist"
+    _one_line(run_cli([f"resume={missing}"], missing), "does not exist")
+    assert not (tmp_path / "does").exists()
+    recorded = tmp_path / "recorder"
+    with Recorder(gym.make("CartPole-v1"), recorded, "never", sinks=["parquet"]) as env:
+        env.reset(seed=0)
+        done = False
+        while not done:
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            done = terminated or truncated
+    before = _listing(recorded)
+    _one_line(run_cli([f"resume={recorded}"], recorded), "was recorded by a Recorder")
+    assert _listing(recorded) == before
+
+
+def test_a_resume_applies_the_display_keys_it_takes(tmp_path):
+    run_dir = tmp_path / "run"
+    killed = _start(run_dir, "episodes=5000")
+    _wait_for_parts(run_dir, killed)
+    killed.kill()
+    killed.wait()
+    resumed = run_cli([f"resume={run_dir}", "sinks.console.every=1000"], run_dir)
+    assert resumed.code == 0, resumed.proc.stderr[-2000:]
+    lines = [x for x in resumed.proc.stdout.splitlines() if x.startswith("Episode ")]
+    every_1000 = tuple(f"Episode {k}:" for k in range(1000, 5000, 1000))
+    assert 1 <= len(lines) <= 4 and all(x.startswith(every_1000) for x in lines), lines[:5]
+    assert pq.read_table(run_dir / "episodes.parquet")["episode"].to_pylist() == list(range(5000))

@@ -15,11 +15,20 @@ from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
+from rlrec.rundir import SweepDir
+
 
 class RlrecSweeper(BasicSweeper):
-    """Hydra's basic sweeper (the same sweep values, batches and job numbers)."""
+    """Hydra's basic sweeper (the same sweep values, batches and job numbers, but after those of
+    the jobs already in its folder)."""
 
     def sweep(self, arguments: list[str]) -> Any:
+        # a sharded run's missing shards run again into their sweep (the only relaunch rlrec
+        # lets in): their jobs are numbered after the sweep's, so no number names two jobs
+        assert self.config is not None and self.launcher is not None
+        taken = SweepDir(self.config.hydra.sweep.dir).job_numbers()
+        if taken:
+            self.launcher = _NumberedAfter(self.launcher, max(taken) + 1)
         try:
             return super().sweep(arguments)
         finally:
@@ -35,6 +44,16 @@ class RlrecSweeper(BasicSweeper):
             if kind not in checked:
                 checked.add(kind)
                 loader.load_sweep_config(master_config=self.config, sweep_overrides=list(overrides))
+
+
+class _NumberedAfter:
+    """A launcher whose jobs are numbered from ``first`` on."""
+
+    def __init__(self, launcher: Any, first: int) -> None:
+        self.launcher, self.first = launcher, first
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
+        return self.launcher.launch(job_overrides, initial_job_idx=self.first + initial_job_idx)
 
 
 def _release_joblib_workers() -> None:

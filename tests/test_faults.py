@@ -1,0 +1,174 @@
+"""Fault injection: SIGKILL at many moments of a shard merge and of a sweep's end, each moment
+chosen by the progress of the files; after each, the next ``rlrec-merge`` finishes the work, and
+every episode is read once, every film is whole, and no reader ever sees an episode twice.
+
+The killed process runs rlrec's own code (``rlrec.merge.main``, the sweep's end callback), forked
+from a server that imported it once: a fresh interpreter per moment would cost a second of imports
+each, and the moments are many.
+"""
+
+from __future__ import annotations
+
+import glob
+import multiprocessing
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import decode, run_cli
+
+pytestmark = pytest.mark.slow
+
+#: Modules the killed processes need, imported once by the fork server.
+PRELOAD = [
+    "rlrec.merge",
+    "rlrec.build",
+    "rlrec.runner",
+    "rlrec.report",
+    "rlrec.sweep",
+    "rlrec.hydra_callbacks",
+    "rlrec.sinks.parquet",
+    "rlrec.sinks.report",
+    "gymnasium.envs.classic_control.cartpole",
+    "pyarrow.parquet",
+    "pyarrow.compute",
+    "pandas",
+]
+FINAL_VIDEO = re.compile(r"^[a-z]+-episode-\d+\.mp4$")
+EPISODES, SHARDS = 12, 3
+COMMON = [f"episodes={EPISODES}", "trigger=every", "env.max_episode_steps=12"]
+COMMON += ["sinks=[parquet,report]", "memory_every_s=0"]
+
+
+@pytest.fixture(scope="module")
+def forks():
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
+@pytest.fixture(scope="module")
+def unmerged(tmp_path_factory):
+    """A sharded sweep whose end never came (its shards done, not merged), and the same run done
+    in one go."""
+    root = tmp_path_factory.mktemp("faults")
+    sweep = root / "sweep"
+    args = [f"shard=range(0,{SHARDS})", f"shards={SHARDS}", *COMMON]
+    done = run_cli([*args, "~hydra.callbacks.summarize_sweep"], sweep, multirun=True)
+    assert done.code == 0, done.proc.stderr[-3000:]
+    assert run_cli(COMMON, root / "sequential").code == 0
+    reference = pq.read_table(root / "sequential" / "episodes.parquet")
+    return sweep, reference.select(["episode", "seed", "return", "length"]).to_pylist()
+
+
+def _merge(sweep: str) -> None:
+    from rlrec.merge import main
+
+    os._exit(main([sweep]))
+
+
+def _progress(sweep: Path) -> tuple:
+    """What a merge has done so far, as its files show it."""
+    staged, merged = sweep / ".merged.partial", sweep / "merged"
+    shards = [sweep / str(s) for s in range(SHARDS)]
+    return (
+        staged.exists(),
+        (staged / "episodes.parquet").exists(),
+        len(glob.glob(str(staged / "videos" / "*.mp4"))),
+        (staged / "report.html").exists(),
+        (staged / "summary.json").exists(),
+        sum(not (s / "episodes.parquet").exists() for s in shards),
+        merged.exists(),
+        sum(not (s / "videos").exists() for s in shards),
+        sum("merged_into" in (s / "summary.json").read_text() for s in shards),
+    )
+
+
+def _moments() -> list[Callable[[tuple], bool]]:
+    """Kill points along a merge, in the order it gets there (22 of them)."""
+    films = [lambda p, k=k: p[2] >= k for k in (1, 2, 3, 4, 6, 8, 10, 12)]
+    return [
+        lambda p: p[0],
+        lambda p: p[1],
+        *films,
+        lambda p: p[3],
+        lambda p: p[4],
+        lambda p: p[5] >= 1,
+        lambda p: p[5] >= 2,
+        lambda p: p[5] >= 3,
+        lambda p: p[6],
+        lambda p: p[7] >= 1,
+        lambda p: p[7] >= 2,
+        lambda p: p[7] >= 3,
+        lambda p: p[8] >= 1,
+        lambda p: p[8] >= 2,
+        lambda p: p[8] >= 3,
+    ]
+
+
+def _kill_when(forks, sweep: Path, moment: Callable[[tuple], bool]) -> tuple | None:
+    """A merge of ``sweep``, SIGKILLed as soon as its files reach ``moment``; what they showed
+    (None: the merge ended first)."""
+    proc = forks.Process(target=_merge, args=(str(sweep),))
+    proc.start()
+    deadline = time.monotonic() + 60
+    try:
+        while proc.is_alive():
+            seen = _progress(sweep)
+            if moment(seen):
+                proc.kill()
+                return seen
+            assert time.monotonic() < deadline
+    finally:
+        proc.join(30)
+    return None
+
+
+def _read_once(sweep: Path, reference: list[dict]) -> None:
+    """What ``<sweep>/*/episodes.parquet`` reads: no episode twice; all of them, each as the run
+    done in one go recorded it, where the merge is complete."""
+    files = sorted(glob.glob(str(sweep / "*" / "episodes.parquet")))
+    rows = [r for f in files for r in pq.read_table(f).to_pylist()]
+    episodes = [r["episode"] for r in rows]
+    assert len(episodes) == len(set(episodes)), files
+    for path in glob.glob(str(sweep / "**" / "*.mp4"), recursive=True):
+        if FINAL_VIDEO.match(Path(path).name):
+            assert decode(Path(path))[0] > 0, path
+
+
+def _finished(sweep: Path, reference: list[dict]) -> None:
+    files = sorted(glob.glob(str(sweep / "*" / "episodes.parquet")))
+    assert files == [str(sweep / "merged" / "episodes.parquet")]
+    table = pq.read_table(files[0])
+    assert table.select(["episode", "seed", "return", "length"]).to_pylist() == reference
+    for row in table.to_pylist():
+        assert decode(sweep / "merged" / row["video"])[0] == row["length"] + 1
+    assert not (sweep / ".merged.partial").exists()
+    for s in range(SHARDS):
+        assert not (sweep / str(s) / "videos").exists()
+        assert not (sweep / str(s) / "_actions.parquet").exists()
+
+
+def test_a_merge_killed_at_any_moment_is_finished_by_the_next(forks, unmerged, tmp_path):
+    sweep, reference = unmerged
+    reached = []
+    for k, moment in enumerate(_moments()):
+        copy = tmp_path / str(k)
+        shutil.copytree(sweep, copy, symlinks=True)
+        seen = _kill_when(forks, copy, moment)
+        reached.append(seen)
+        _read_once(copy, reference)  # at the moment of the kill
+        rerun = forks.Process(target=_merge, args=(str(copy),))
+        rerun.start()
+        rerun.join(60)
+        assert rerun.exitcode == 0, (k, seen)
+        _finished(copy, reference)
+    killed = [seen for seen in reached if seen is not None]
+    print(*reached, sep="\n")
+    assert len(set(killed)) >= 10, reached  # the kills met the merge at many distinct points
