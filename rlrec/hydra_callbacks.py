@@ -151,6 +151,7 @@ class CheckOutputDir(Callback):
 
             try:
                 resumed_config(config, list(config.hydra.overrides.task))
+                _same_folder(config)
             except ConfigError as err:
                 print(f"rlrec: error: {err}", file=sys.stderr)
                 sys.exit(err.exit_code)
@@ -234,6 +235,17 @@ class SummarizeSweep(Callback):
             )
         if summary.failed or incomplete:
             sys.exit(1)
+
+
+def _same_folder(config: DictConfig) -> None:
+    """A resume continues the run in its own folder, not in ``hydra.run.dir``."""
+    folder = Path(str(OmegaConf.select(config, "hydra.run.dir")))
+    if folder.absolute() != Path(str(config.resume)).absolute():
+        raise ConfigError(
+            "hydra.run.dir",
+            f"a resume continues the run in its own folder ({config.resume}), not in {folder}",
+            "drop hydra.run.dir (or set it to the resumed folder)",
+        )
 
 
 def _load_summary_modules() -> None:

@@ -155,6 +155,23 @@ class WriterLock:
         return lock
 
     @classmethod
+    def busy(cls, folder: Path) -> bool:
+        """Whether a live process (another, or this one) writes ``folder`` now."""
+        if cls.holds(folder):
+            return True
+        try:
+            fd = os.open(folder / cls.NAME, os.O_RDWR)
+        except OSError:
+            return False  # no lock file: nobody took it, or its writer ended
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)  # closing lets go of the lock just taken
+        return False
+
+    @classmethod
     def holds(cls, folder: Path) -> bool:
         """Whether this process holds ``folder``."""
         return folder.resolve() in cls._held

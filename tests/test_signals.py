@@ -178,3 +178,37 @@ def test_sigkill_keeps_every_episode_older_than_the_flush_interval(tmp_path, aft
     while any(p.name.startswith(".") for p in (tmp_path / "run" / "videos").glob("*")):
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("to", ["process-group", "sweep-process"])
+def test_an_interrupted_joblib_sweep_ends_every_job_interrupted(tmp_path, to):
+    # a terminal's Ctrl-C reaches every process of the group; `kill -INT` the sweep's alone
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, str(ROOT / "run.py"), "-m", "seed=0,1", "hydra/launcher=joblib"]
+    cmd += ["hydra.launcher.n_jobs=2", "episodes=200000", "trigger=never"]
+    cmd += ["sinks.parquet.flush_seconds=0.2", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,  # a line an episode: never read, never a full pipe
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not all(any((sweep / j / "episodes").glob("part-*")) for j in ("0", "1")):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    if to == "process-group":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
+    for job in (sweep / "0", sweep / "1"):
+        summary = json.loads((job / "summary.json").read_text())
+        episodes = _episodes(job)
+        assert summary["status"] == "interrupted" and summary["n"] == len(episodes) > 0
+        assert episodes == list(range(len(episodes)))
+    assert not (sweep / ".rlrec.lock").exists()

@@ -32,7 +32,8 @@ def _start(run_dir: Path, *overrides: str) -> subprocess.Popen:
 def _wait_for_parts(run_dir: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not list((run_dir / "episodes").glob("part-*.parquet")):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        assert proc.poll() is None, proc.stderr.read()  # read only once it ended: no hang
+        assert time.monotonic() < deadline
         time.sleep(0.05)
 
 
@@ -166,7 +167,12 @@ def test_a_refused_resume_writes_nothing_anywhere(tmp_path):
     before = _listing(good)
     changed = run_cli([f"resume={good}", "episodes=10"], good)
     _one_line(changed, "episodes (recorded 3, given 10)")
+    elsewhere = run_cli([f"resume={good}"], tmp_path / "elsewhere")
+    assert elsewhere.code == 2 and "hydra.run.dir: a resume continues the run in its own" in (
+        elsewhere.proc.stderr
+    )
     assert _listing(good) == before  # summary.json still says complete
+    assert not (tmp_path / "elsewhere").exists()
     notarun = tmp_path / "notarun"
     notarun.mkdir()
     (notarun / "notes.txt").write_text("mine")

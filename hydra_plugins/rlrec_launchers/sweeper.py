@@ -11,10 +11,13 @@ their own config where they run (in parallel with joblib, Ray and SLURM).
 
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
+from rlrec.interrupted import jobs_end_first, record_interrupted_jobs
 from rlrec.rundir import SweepDir
 
 
@@ -26,11 +29,25 @@ class RlrecSweeper(BasicSweeper):
         # a sharded run's missing shards run again into their sweep (the only relaunch rlrec
         # lets in): their jobs are numbered after the sweep's, so no number names two jobs
         assert self.config is not None and self.launcher is not None
-        taken = SweepDir(self.config.hydra.sweep.dir).job_numbers()
-        if taken:
-            self.launcher = _NumberedAfter(self.launcher, max(taken) + 1)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        taken = SweepDir(sweep_dir).job_numbers()
+        first = max(taken) + 1 if taken else 0
+        if first:
+            self.launcher = _NumberedAfter(self.launcher, first)
+        launcher = type(getattr(self.launcher, "launcher", self.launcher)).__name__
+        in_process = launcher == "BasicLauncher"  # its job ends itself
+        local = launcher == "JoblibLauncher"  # its jobs' processes are on this machine
         try:
-            return super().sweep(arguments)
+            with nullcontext() if in_process else jobs_end_first(sweep_dir, first, local):
+                return super().sweep(arguments)
+        except KeyboardInterrupt as stop:
+            record_interrupted_jobs(sweep_dir, first)
+            print(
+                f"rlrec: interrupted; each job's finished episodes are in {sweep_dir} "
+                f"(rlrec-report {sweep_dir} summarizes them)",
+                file=sys.stderr,
+            )
+            raise SystemExit(getattr(stop, "exit_code", 130)) from None
         finally:
             _release_joblib_workers()
 
