@@ -23,7 +23,8 @@ import pytest
 
 from tests.conftest import decode, run_cli
 
-pytestmark = pytest.mark.slow
+# one worker: the fork server and the sharded sweep are made once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("faults")]
 
 #: Modules the killed processes need, imported once by the fork server.
 PRELOAD = [
@@ -39,9 +40,13 @@ PRELOAD = [
     "pyarrow.parquet",
     "pyarrow.compute",
     "pandas",
+    "matplotlib.pyplot",
 ]
 FINAL_VIDEO = re.compile(r"^[a-z]+-episode-\d+\.mp4$")
 EPISODES, SHARDS = 12, 3
+#: What a sweep's end writes at its root once the shards are merged, in that order.
+SWEEP_FILES = ("summary.parquet", "groups.parquet", "summary.md", "learning_curves.png")
+SWEEP_FILES += ("report.html",)
 COMMON = [f"episodes={EPISODES}", "trigger=every", "env.max_episode_steps=12"]
 COMMON += ["sinks=[parquet,report]", "memory_every_s=0"]
 
@@ -73,6 +78,25 @@ def _merge(sweep: str) -> None:
     os._exit(main([sweep]))
 
 
+def _sweep_end(sweep: str) -> None:
+    """What a sweep does once its jobs are done (``SummarizeSweep.on_multirun_end``)."""
+    from omegaconf import OmegaConf
+
+    from rlrec.hydra_callbacks import SummarizeSweep
+
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": sweep}}, "sinks": {"parquet": {}}})
+    SummarizeSweep().on_multirun_end(config)
+    os._exit(0)
+
+
+def _recover(sweep: str) -> None:
+    """What the README says to run after a sweep's end was stopped."""
+    from rlrec.merge import main as merge
+    from rlrec.report import main as report
+
+    os._exit(merge([sweep]) or report([sweep]))
+
+
 def _progress(sweep: Path) -> tuple:
     """What a merge has done so far, as its files show it."""
     staged, merged = sweep / ".merged.partial", sweep / "merged"
@@ -87,6 +111,7 @@ def _progress(sweep: Path) -> tuple:
         merged.exists(),
         sum(not (s / "videos").exists() for s in shards),
         sum("merged_into" in (s / "summary.json").read_text() for s in shards),
+        *((sweep / name).exists() for name in SWEEP_FILES),
     )
 
 
@@ -112,10 +137,12 @@ def _moments() -> list[Callable[[tuple], bool]]:
     ]
 
 
-def _kill_when(forks, sweep: Path, moment: Callable[[tuple], bool]) -> tuple | None:
-    """A merge of ``sweep``, SIGKILLed as soon as its files reach ``moment``; what they showed
-    (None: the merge ended first)."""
-    proc = forks.Process(target=_merge, args=(str(sweep),))
+def _kill_when(
+    forks, sweep: Path, moment: Callable[[tuple], bool], target: Callable = _merge
+) -> tuple | None:
+    """``target`` (a merge) on ``sweep``, SIGKILLed as soon as its files reach ``moment``; what
+    they showed (None: it ended first)."""
+    proc = forks.Process(target=target, args=(str(sweep),))
     proc.start()
     deadline = time.monotonic() + 60
     try:
@@ -170,5 +197,116 @@ def test_a_merge_killed_at_any_moment_is_finished_by_the_next(forks, unmerged, t
         assert rerun.exitcode == 0, (k, seen)
         _finished(copy, reference)
     killed = [seen for seen in reached if seen is not None]
-    print(*reached, sep="\n")
     assert len(set(killed)) >= 10, reached  # the kills met the merge at many distinct points
+
+
+def test_a_sweep_end_killed_at_any_moment_is_finished_by_merge_and_report(
+    forks, unmerged, tmp_path
+):
+    sweep, reference = unmerged
+    merging = _moments()[::2]  # 11 moments of its merge, then 10 of its summaries
+    ends = [lambda p, k=k: p[9 + k] for k in range(len(SWEEP_FILES))]
+    ends += [lambda p, k=k: p[9 + k] and not p[10 + k] for k in range(len(SWEEP_FILES) - 1)]
+    ends += [lambda p: p[-1]]
+    reached = []
+    for k, moment in enumerate([*merging, *ends]):
+        copy = tmp_path / str(k)
+        shutil.copytree(sweep, copy, symlinks=True)
+        reached.append(_kill_when(forks, copy, moment, _sweep_end))
+        _read_once(copy, reference)
+        rerun = forks.Process(target=_recover, args=(str(copy),))
+        rerun.start()
+        rerun.join(60)
+        assert rerun.exitcode == 0, (k, reached[-1])
+        _finished(copy, reference)
+        (job,) = pq.read_table(copy / "summary.parquet").to_pylist()  # the merged run, once
+        assert job["n_episodes"] == EPISODES and job["status"] == "complete"
+        assert (copy / "report.html").exists() and (copy / "groups.parquet").exists()
+    killed = [seen for seen in reached if seen is not None]
+    assert len(killed) >= 16 and len(set(killed)) >= 8, reached
+
+
+RESUMED = ["trigger=periodic", "trigger.period=25", "episodes=300", "env.max_episode_steps=20"]
+RESUMED += ["sinks.parquet.flush_seconds=0.01", "memory_every_s=0"]
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory):
+    """A run killed a third of the way, and the same run done in one go."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    root = tmp_path_factory.mktemp("resume-faults")
+    assert run_cli(RESUMED, root / "reference").code == 0
+    run = root / "stopped"
+    cmd = [sys.executable, str(ROOT / "run.py"), *RESUMED, "sinks.parquet.flush_seconds=0.05"]
+    proc = subprocess.Popen([*cmd, f"hydra.run.dir={run}"], cwd=ROOT, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(list((run / "episodes").glob("part-*.parquet"))) < 3:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return run, pq.read_table(root / "reference" / "episodes.parquet").drop(["duration_s"])
+
+
+def _resume(run: str) -> None:
+    from rlrec.api import run as record
+
+    os._exit(0 if record([f"resume={run}"], run_dir=run).summary["status"] == "complete" else 1)
+
+
+def _resume_progress(run: Path, before: set[str]) -> tuple:
+    # glob.glob: the resume replaces the parts folder as it starts (no error while it is away)
+    parts = {Path(p).name for p in glob.glob(str(run / "episodes" / "part-*.parquet"))}
+    summary = run / "summary.json"
+    return (
+        len(parts - before),
+        len(glob.glob(str(run / "videos" / "*.mp4"))),
+        (run / "episodes.parquet").exists(),
+        (run / "report.html").exists(),
+        summary.exists() and "complete" in summary.read_text(),
+    )
+
+
+def test_a_resume_killed_at_any_moment_is_finished_by_the_next(forks, stopped, tmp_path):
+    run, reference = stopped
+    # new parts, films (the stopped run had some: their count falls as the resume starts), then
+    # the end: the merged episodes, the parts folder gone, the report, the summary
+    moments = [lambda p, k=k: p[0] >= k for k in range(1, 11)]
+    moments += [lambda p, k=k: p[1] >= k for k in (7, 8, 9, 10, 11, 12)]
+    moments += [lambda p: p[2], lambda p: p[2] and not p[0], lambda p: p[2] and not p[3]]
+    moments += [lambda p: p[3], lambda p: p[4]]
+    reached = []
+    for k, moment in enumerate(moments):
+        copy = tmp_path / str(k)
+        shutil.copytree(run, copy, symlinks=True)
+        before = {p.name for p in (copy / "episodes").glob("part-*.parquet")}
+        proc = forks.Process(target=_resume, args=(str(copy),))
+        proc.start()
+        seen, deadline = None, time.monotonic() + 60
+        while proc.is_alive():
+            progress = _resume_progress(copy, before)
+            if moment(progress):
+                proc.kill()
+                seen = progress
+                break
+            assert time.monotonic() < deadline
+        proc.join(30)
+        reached.append(seen)
+        rerun = forks.Process(target=_resume, args=(str(copy),))
+        rerun.start()
+        rerun.join(60)
+        assert rerun.exitcode == 0, (k, seen)
+        table = pq.read_table(copy / "episodes.parquet").drop(["duration_s"])
+        assert table.equals(reference), (k, seen)
+        for row in table.to_pylist():
+            if row["video"] is not None:
+                assert decode(copy / row["video"])[0] == row["length"] + 1, (k, row["video"])
+        films = {p.name for p in (copy / "videos").iterdir()}
+        assert films == {Path(v).name for v in table["video"].to_pylist() if v}, (k, seen)
+    killed = [seen for seen in reached if seen is not None]
+    assert len(killed) >= 16 and len(set(killed)) >= 10, reached
