@@ -43,10 +43,10 @@ def launch_jobs(sweep_dir: Path, first: int) -> list[RunDir]:
 
 
 @contextmanager
-def jobs_end_first(sweep_dir: Path, first: int, local: bool) -> Iterator[None]:
+def jobs_end_first(sweep_dir: Path, first: int) -> Iterator[None]:
     """Within: the first SIGINT or SIGTERM waits (``GRACE_S`` at most, a second signal ends the
-    wait) for the jobs still writing to end, then stops the sweep. ``local``: the jobs run on this
-    machine, and those that did not get the signal (sent to this process alone) are passed it."""
+    wait) for the jobs still writing to end, then stops the sweep. The jobs run on this machine;
+    those that did not get the signal (sent to this process alone) are passed it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -55,7 +55,7 @@ def jobs_end_first(sweep_dir: Path, first: int, local: bool) -> Iterator[None]:
         for restored, handler in previous.items():  # a second signal acts at once
             signal.signal(restored, handler)
         start = time.monotonic()
-        told = not local
+        told = False
         while busy := [run for run in launch_jobs(sweep_dir, first) if WriterLock.busy(run.path)]:
             waited = time.monotonic() - start
             if waited > GRACE_S:

@@ -10,13 +10,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from tests.clusters import RAY_ENV, RayCluster, Slurm
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 from tests.system import LoopbackOnly
 from tests.test_shards import assert_same_run
 from tests.test_sweep import _assert_same_summaries
@@ -83,6 +88,40 @@ def assert_lost_job_recorded(sweep, result) -> str:
     return lost["error"]
 
 
+def assert_interrupted_sweep_ends_its_jobs(sweep: Path, args: list[str], environ: dict) -> None:
+    """A two-job sweep stopped by SIGINT to its process once both jobs have episodes on disk:
+    exit 130, no traceback, each job ``interrupted`` with a summary of what is on its disk."""
+    cmd = [sys.executable, str(ROOT / "run.py"), "-m", *args, "seed=0,1", "episodes=200000"]
+    cmd += ["trigger=never", "sinks.parquet.flush_seconds=0.2", f"hydra.sweep.dir={sweep}"]
+    env = os.environ | {"PYTHONPATH": ""}
+    for name, value in environ.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not all(any((sweep / j / "episodes").glob("part-*")) for j in ("0", "1")):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    for job in (sweep / "0", sweep / "1"):
+        summary = json.loads((job / "summary.json").read_text())
+        table = (
+            pq.read_table(job / "episodes.parquet")
+            if (job / "episodes.parquet").exists()
+            else pq.ParquetDataset(job / "episodes").read()
+        )
+        episodes = sorted(table["episode"].to_pylist())
+        assert summary["status"] == "interrupted" and summary["n"] == len(episodes) > 0, summary
+        assert episodes == list(range(len(episodes)))
+
+
 # --- Ray ------------------------------------------------------------------------------------
 
 
@@ -120,6 +159,12 @@ def test_a_job_ray_loses_is_recorded_failed(ray_cluster, tmp_path):
     error = assert_lost_job_recorded(sweep, result)
     assert "WorkerCrashedError" in error or "died" in error, error
     assert sorted(ray_cluster.sweep_tasks(sweep)) == ["FAILED", "FINISHED"]
+
+
+def test_an_interrupted_ray_sweep_ends_its_jobs_interrupted(ray_cluster, tmp_path):
+    sweep = tmp_path / "sweep"
+    assert_interrupted_sweep_ends_its_jobs(sweep, ["hydra/launcher=ray"], ray_cluster.client_env)
+    assert "RUNNING" not in ray_cluster.sweep_tasks(sweep)
 
 
 def test_a_client_whose_token_the_cluster_refuses_is_one_line(ray_cluster, tmp_path):
@@ -262,3 +307,7 @@ def test_a_job_slurm_loses_is_recorded_failed(slurm, tmp_path):
     error = assert_lost_job_recorded(sweep, result)
     assert error.startswith("SLURM job ") and "without a result" in error, error
     assert ".submitit" in error  # where its log is
+
+
+def test_an_interrupted_slurm_sweep_ends_its_jobs_interrupted(slurm, tmp_path):
+    assert_interrupted_sweep_ends_its_jobs(tmp_path / "sweep", slurm_args(), slurm.env)

@@ -88,14 +88,18 @@ class RayLauncher(Launcher):
             log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
             jobs.append((num, list(overrides), task.remote(shared, num, list(overrides))))
         returns = []
-        for num, overrides, ref in jobs:
-            try:
-                returns.append(ray.get(ref))
-            except ray.exceptions.RayError as err:  # its worker died, its node was lost, ...
-                cause = getattr(err, "cause", None) or err  # a task's own exception, unwrapped
-                lines = str(cause).strip().splitlines() or [""]
-                error = f"{type(cause).__name__}: {lines[0]}"
-                returns.append(record_lost_job(sweep_dir, num, overrides, error))
+        try:
+            for num, overrides, ref in jobs:
+                try:
+                    returns.append(ray.get(ref))
+                except ray.exceptions.RayError as err:  # its worker died, its node was lost, ...
+                    cause = getattr(err, "cause", None) or err  # a task's own exception
+                    lines = str(cause).strip().splitlines() or [""]
+                    error = f"{type(cause).__name__}: {lines[0]}"
+                    returns.append(record_lost_job(sweep_dir, num, overrides, error))
+        except KeyboardInterrupt:  # Ctrl-C: the jobs end as interrupted, where they run
+            _cancel(ray, [ref for _, _, ref in jobs])
+            raise
         return returns
 
     def _connect(self, ray: Any) -> None:
@@ -126,6 +130,17 @@ class RayLauncher(Launcher):
                 "(ray start --head), or point hydra.launcher.address (or RAY_ADDRESS) at a "
                 "running one, or leave both unset for a local cluster"
             )
+
+
+def _cancel(ray: Any, refs: list[Any], grace_s: float = 30.0) -> None:
+    """Stop the sweep's tasks: one not started never starts; a running one gets Ray's
+    ``KeyboardInterrupt``, which ends its run as ``interrupted`` (its episodes and summary written),
+    and is waited for (``grace_s`` at most)."""
+    for ref in refs:
+        with contextlib.suppress(Exception):
+            ray.cancel(ref)
+    with contextlib.suppress(Exception):
+        ray.wait(refs, num_returns=len(refs), timeout=grace_s)
 
 
 def _check_reachable(address: str) -> None:

@@ -8,6 +8,7 @@ it ended, records a job that left no result as failed in its run directory, and 
 as when a job records its own failure.
 """
 
+import contextlib
 import logging
 import subprocess
 import time
@@ -58,7 +59,11 @@ class SlurmLauncher(SubmititSlurmLauncher):
             [f"job_id_for_{num}" for num in nums],
             [state] * len(nums),
         )
-        ended = _wait(jobs)
+        try:
+            ended = _wait(jobs)
+        except KeyboardInterrupt:  # Ctrl-C: SLURM signals the jobs (SIGTERM), which end as
+            _cancel(jobs)  # interrupted, their episodes and summaries written
+            raise
         returns = []
         for num, overrides, job in zip(nums, job_overrides, jobs, strict=True):
             state = ended.get(job.job_id, "gone")
@@ -87,6 +92,21 @@ class SlurmLauncher(SubmititSlurmLauncher):
             **{key if key in shared else f"slurm_{key}": value for key, value in params.items()}
         )
         return executor
+
+
+def _cancel(jobs: list[Any], grace_s: float = 30.0) -> None:
+    """``scancel`` the sweep's jobs and wait (``grace_s`` at most) until SLURM is done with them:
+    a running one gets SIGTERM first, as when SLURM pre-empts it."""
+    for job in jobs:
+        with contextlib.suppress(Exception):
+            job.cancel(check=False)
+    deadline = time.monotonic() + grace_s
+    with contextlib.suppress(Exception):
+        while time.monotonic() < deadline:
+            queue = _queue({job.job_id.split("_")[0] for job in jobs})
+            if queue is not None and not any(queue.get(j.job_id) in UNFINISHED for j in jobs):
+                return
+            time.sleep(0.5)
 
 
 def _wait(jobs: list[Any], poll_s: float = 1.0) -> dict[str, str]:

@@ -34,11 +34,12 @@ class RlrecSweeper(BasicSweeper):
         first = max(taken) + 1 if taken else 0
         if first:
             self.launcher = _NumberedAfter(self.launcher, first)
+        # Ctrl-C: a job in this process (basic launcher) ends itself; jobs in joblib's workers
+        # are given time to; Ray and SLURM stop theirs as the cluster does (cancelled, signalled)
         launcher = type(getattr(self.launcher, "launcher", self.launcher)).__name__
-        in_process = launcher == "BasicLauncher"  # its job ends itself
-        local = launcher == "JoblibLauncher"  # its jobs' processes are on this machine
+        workers = launcher == "JoblibLauncher"
         try:
-            with nullcontext() if in_process else jobs_end_first(sweep_dir, first, local):
+            with jobs_end_first(sweep_dir, first) if workers else nullcontext():
                 return super().sweep(arguments)
         except KeyboardInterrupt as stop:
             record_interrupted_jobs(sweep_dir, first)
