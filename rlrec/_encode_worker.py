@@ -10,8 +10,9 @@ It reads one command per line on stdin and answers on the file descriptor it inh
                     answer "closed"
     abort           drop the video, delete the partial file; answer "aborted"
 
-A failure is answered once as "error <message>"; frames are still acknowledged (and dropped) so
-that the parent never waits forever. End of input (the parent exited, or was killed) drops the
+A failure is answered once as "error <message>", then, for close, abort and join, with the
+command's own end; frames are still acknowledged (and dropped): the parent never waits forever.
+End of input (the parent exited, or was killed) drops the
 video in progress and the shared memory: a file appears under its final name only after "close".
 """
 
@@ -314,6 +315,8 @@ def main() -> None:
                 reply(f"error {type(err).__name__}: {' '.join(str(err).split())}")
                 if command == "frame":
                     acknowledge()
+                elif command == "join":
+                    reply("closed")  # the command's end, after its error: the parent waits for it
                 elif command in ("close", "abort"):
                     video = None
                     reply("closed" if command == "close" else "aborted")

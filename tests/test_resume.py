@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT, decode, run_cli
-from tests.test_signals import LiveRun
+from tests.test_signals import LiveRun, _episodes
 
 # one worker makes each uninterrupted reference run once
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("resume")]
@@ -24,7 +24,7 @@ def _table(run_dir):
 
 def _resume(run_dir, *extra):
     cmd = [sys.executable, str(ROOT / "run.py"), f"resume={run_dir}", *extra]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 def _assert_same_run(resumed, reference):
@@ -108,3 +108,24 @@ def test_overrides_that_change_the_run_are_refused(tmp_path):
     assert same.returncode == 0, same.stderr  # same values, or display only: fine
     missing = _resume(tmp_path / "nowhere")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_a_timelapse_that_cannot_be_made_ends_the_run_failed_with_the_cause(tmp_path):
+    # the encoder's join fails (a film it strings together is gone): the run ends, it does not
+    # wait for ever, and says why
+    args = ["trigger=every", "video.timelapse=true", "episodes=40", "env.max_episode_steps=30"]
+    run = LiveRun(tmp_path / "run", *args, "sinks.parquet.flush_seconds=0.05")
+    run.wait_for_episodes(10)
+    run.stop(signal.SIGKILL)
+    run.wait()
+    kept = _episodes(tmp_path / "run")  # on disk: the resume keeps them and their films
+    assert kept
+    films = [tmp_path / "run" / "videos" / f"eval-episode-{kept[0]}.mp4"]
+    films[0].unlink()
+    result = _resume(tmp_path / "run")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert films[0].name in result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and films[0].name in summary["error"]
+    assert len(pd.read_parquet(tmp_path / "run" / "episodes.parquet")) == 40
+    assert not list((tmp_path / "run").glob("timelapse*"))  # and nothing half-written
