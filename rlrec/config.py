@@ -23,6 +23,8 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 #: The frame rates a video may have: encoders refuse time bases near 0 or of 2**16 and more,
 #: and no player needs anything outside this range.
 MIN_FPS, MAX_FPS = 0.1, 1000
+#: The largest run seed: Parquet's ``run_seed`` column is an int64.
+SEED_MAX = 2**63 - 1
 
 
 def validate(cfg: DictConfig, own_loop: bool = False) -> None:
@@ -34,6 +36,13 @@ def validate(cfg: DictConfig, own_loop: bool = False) -> None:
     check_keys(cfg)
     if not (own_loop and cfg.get("seed") is None):
         _int_at_least(cfg, "seed", 0, "pass e.g. seed=0")
+        if cfg.seed > SEED_MAX:
+            raise ConfigError(
+                "seed",
+                f"must be at most 2**63-1 = {SEED_MAX} (the run_seed column is int64), got "
+                f"{cfg.seed}",
+                "pass e.g. seed=0",
+            )
     if not own_loop:
         _int_at_least(cfg, "episodes", 1, "pass e.g. episodes=100")
     fps = cfg.video.fps

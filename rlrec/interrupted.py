@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rlrec.records import EpisodeRecord
 from rlrec.rundir import RunDir, SweepDir, WriterLock
 from rlrec.signals import Interrupted
 from rlrec.stats import RunTotals
@@ -91,10 +90,7 @@ def record_interrupted_jobs(sweep_dir: Path, first: int) -> list[RunDir]:
         if run.read_summary().get("status") in ENDED or WriterLock.busy(run.path):
             continue
         table = run.read_episodes()
-        rows = table.sort_by("episode").to_pylist() if table is not None else []
-        totals = RunTotals(success_measured=any(r.get("success") is not None for r in rows))
-        for row in rows:
-            totals.add(EpisodeRecord.from_row(row))
+        totals = RunTotals.of_rows(table.to_pylist() if table is not None else [])
         job = int(run.path.name.partition("-")[0])
         run.update_summary(status="interrupted", job=job, **totals.summary())
         recorded.append(run)

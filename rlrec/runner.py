@@ -211,34 +211,45 @@ class Runner:
 
     def _close(self, summary: dict[str, Any]) -> None:
         """Close every sink first (finished episodes reach the disk before anything slow), then
-        save the policy, make the timelapse, write the summary and release the objects."""
+        save the policy, make the timelapse, write the summary and release the objects. A run
+        that fails here (a file it owes could not be written) ends failed with the cause, and
+        its summary counts the episodes on disk."""
         o, sinks = self.o, self._opened
-        errors = []
+        errors: list[Exception] = []
+        complete = summary["status"] == "complete"
+
+        def failed(err: Exception, what: str) -> None:
+            log.exception("%s failed", what)
+            errors.append(err)
+            if summary["status"] == "complete":  # the sinks closed after it see it too
+                summary.update(status="failed", error=f"{type(err).__name__}: {err}")
+                if "parquet" in (o.cfg.get("sinks") or {}):
+                    table = o.run.read_episodes()
+                    rows = table.to_pylist() if table is not None else []
+                    summary.update(RunTotals.of_rows(rows).summary())
+
         # trackers last: what they upload at the end (episodes.parquet) is complete by then
         for sink in sorted(sinks, key=lambda sink: isinstance(sink, Tracker)):
             try:
                 sink.close(summary)
             except Exception as err:  # keep closing the others: each holds data of its own
-                log.exception("closing sink %r failed", sink)
-                errors.append(err)
+                failed(err, f"closing sink {sink!r}")
         if o.hooks.save is not None:  # also when interrupted: what was learnt so far
             try:
                 o.hooks.save(o.run.policy_checkpoint)
             except Exception as err:
-                log.exception("saving the policy failed")
-                errors.append(err)
+                failed(err, "saving the policy")
         if o.cfg.video.get("timelapse") and o.trigger.films:
             try:
                 o.filming.timelapse()
             except Exception as err:
-                log.exception("the timelapse failed")
-                errors.append(err)
+                failed(err, "the timelapse")
         summary["tracker_failures"] = {
             sink.name: sink.failure for sink in sinks if isinstance(sink, Tracker) and sink.failure
         }
         o.run.write_summary(summary)
         o.close()
-        if errors and summary["status"] == "complete":
+        if errors and complete:
             raise errors[0]
 
 

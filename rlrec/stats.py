@@ -125,6 +125,17 @@ class RunTotals:
         self.videos += record.video is not None
         self.successes += record.success is True
 
+    @classmethod
+    def of_rows(cls, rows: list[dict[str, Any]]) -> RunTotals:
+        """The totals of ``episodes.parquet`` rows (what is on disk, for a run that could not
+        count its own)."""
+        from rlrec.records import EpisodeRecord
+
+        totals = cls(success_measured=any(row.get("success") is not None for row in rows))
+        for row in sorted(rows, key=lambda row: row["episode"]):
+            totals.add(EpisodeRecord.from_row(row))
+        return totals
+
     def summary(self) -> dict[str, Any]:
         """The returns' statistics at the top level, then lengths, success rate and videos."""
         n = self.returns.n

@@ -16,7 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 from rlrec.build import build
 from rlrec.errors import ConfigError
 from rlrec.runner import Runner
-from tests.conftest import ROOT, compose_config, decode
+from tests.conftest import ROOT, compose_config, decode, run_cli
 
 SCALARS = st.one_of(
     st.integers(-5, 5),
@@ -127,3 +127,35 @@ def test_a_full_disk_ends_the_run_clearly_and_keeps_what_was_recorded(tmp_path):
     assert videos == [f"eval-episode-{i}.avi" for i in range(5)]  # no partial file at all
     for name, length in zip(videos, episodes["length"], strict=True):
         assert decode(run_dir / "videos" / name)[0] == length + 1
+
+
+@pytest.mark.slow
+def test_a_summary_counts_only_the_episodes_on_disk(tmp_path):
+    # every row waits for the end (one flush), and that one part is past the file-size limit:
+    # nothing reaches the disk, and the summary and the report say so
+    run_dir = tmp_path / "run"
+    command = (
+        f"ulimit -f 24; exec {sys.executable} {ROOT / 'run.py'} trigger=never episodes=3000 "
+        f"sinks.parquet.flush_seconds=100000 memory_every_s=0 hydra.run.dir={run_dir}"
+    )
+    proc = subprocess.run(
+        ["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    on_disk = list((run_dir / "episodes").glob("part-*.parquet")) + list(
+        run_dir.glob("episodes.parquet")
+    )
+    assert on_disk == []
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["n"] == 0, summary
+    assert "File too large" in summary["error"] or "disk" in summary["error"], summary["error"]
+
+
+def test_a_seed_past_the_int64_run_seed_column_is_refused(tmp_path):
+    result = run_cli(["seed=9223372036854775808", "episodes=3"], tmp_path / "run")
+    assert result.code == 2 and "Traceback" not in result.proc.stderr
+    (line,) = result.proc.stderr.strip().splitlines()
+    assert line.startswith("rlrec: error: seed: must be at most 2**63-1") and "Fix: " in line
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "n" not in summary  # no episode claimed
+    assert run_cli(["seed=9223372036854775807", "episodes=2"], tmp_path / "max").code == 0
