@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import html
 import json
+import warnings
 from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -345,15 +346,22 @@ def _best_film(run: RunDir) -> dict[str, Any] | None:
 
 
 def _moving(values: np.ndarray, window: int) -> np.ndarray:
-    sums = np.cumsum(np.insert(values, 0, 0.0))
-    counts = np.minimum(np.arange(1, len(values) + 1), window)
-    return (sums[1:] - sums[np.maximum(np.arange(1, len(values) + 1) - window, 0)]) / counts
+    """The mean of the finite values among the last ``window`` (NaN where there are none)."""
+    finite = np.isfinite(values)
+    sums = np.cumsum(np.insert(np.where(finite, values, 0.0), 0, 0.0))
+    counts = np.cumsum(np.insert(finite.astype(float), 0, 0.0))
+    end = np.arange(1, len(values) + 1)
+    start = np.maximum(end - window, 0)
+    taken = counts[end] - counts[start]
+    return np.where(taken > 0, (sums[end] - sums[start]) / np.maximum(taken, 1), np.nan)
 
 
 def _across_seeds(runs: list[np.ndarray], window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = min(len(r) for r in runs)
     stacked = np.stack([_moving(r[:n], window) for r in runs])
-    return stacked.mean(axis=0), stacked.min(axis=0), stacked.max(axis=0)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column with nothing finite: NaN
+        return np.nanmean(stacked, 0), np.nanmin(stacked, 0), np.nanmax(stacked, 0)
 
 
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
@@ -382,12 +390,16 @@ def _curve_svg(series: Sequence[tuple[str, Any, Any]], window: int | None) -> st
     everything = np.concatenate(
         [v for _, v, _, _ in lines] + [b for lo, hi, _ in bands for b in (lo, hi)]
     )
+    everything = everything[np.isfinite(everything)]  # NaN and infinite returns: not drawn
+    if not everything.size:
+        return "<p>No finite return to draw.</p>"
     low, high = float(everything.min()), float(everything.max())
     high = high if high > low else low + 1
     n = max(len(v) for _, v, _, _ in lines)
 
     def points(values: np.ndarray) -> str:
         idx = np.unique(np.linspace(0, len(values) - 1, min(len(values), CURVE_POINTS)).astype(int))
+        idx = idx[np.isfinite(values[idx])]
         xs = pad + idx / max(n - 1, 1) * (width - 2 * pad)
         ys = height - pad - (values[idx] - low) / (high - low) * (height - 2 * pad)
         return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))

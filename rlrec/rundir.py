@@ -225,6 +225,17 @@ def hold_run_dir(folder: Path, key: str, new: bool) -> WriterLock:
     return lock
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float in it replaced by None."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def hold_sweep_dir(folder: Path, key: str, overrides: list[str]) -> WriterLock:
     """Hold ``folder`` as the one writer of its sweep; a ``ConfigError`` naming ``key`` if another
     process writes it, or if it holds a sweep already and ``overrides`` do not run shards again
@@ -454,8 +465,9 @@ class RunDir:
         return json.loads(path.read_text()) if path.exists() else {}
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        """Write ``summary.json`` whole."""
-        write_text(self.summary_file, json.dumps(summary, indent=2) + "\n")
+        """Write ``summary.json`` whole, as strict JSON (a NaN or an infinity is null)."""
+        text = json.dumps(_finite(summary), indent=2, allow_nan=False)
+        write_text(self.summary_file, text + "\n")
 
     def update_summary(self, **fields: Any) -> None:
         """Set ``fields`` in ``summary.json``, creating it if the run failed before it had one."""

@@ -66,15 +66,19 @@ def _central_t(t: float, df: int) -> float:
 class RunningStats:
     """Count, mean, sample standard deviation, min and max by Welford's update.
 
+    NaN and infinite values are counted (``nonfinite``) and left out of the statistics, which
+    are those of the finite values: a summary is always strict JSON.
+
     >>> s = RunningStats()
-    >>> for x in (1.0, 2.0, 3.0):
+    >>> for x in (1.0, 2.0, 3.0, float("inf")):
     ...     s.add(x)
-    >>> s.summary()["mean"], s.summary()["std"]
-    (2.0, 1.0)
+    >>> s.summary()["n"], s.summary()["mean"], s.summary()["std"], s.nonfinite
+    (4, 2.0, 1.0, 1)
     """
 
     def __init__(self) -> None:
-        self.n = 0
+        self.n = 0  # every value
+        self.nonfinite = 0  # NaN, +inf, -inf
         self.mean = 0.0
         self._m2 = 0.0
         self.min = math.inf
@@ -83,21 +87,28 @@ class RunningStats:
     def add(self, x: float) -> None:
         """Take one value into the statistics."""
         self.n += 1
+        if not math.isfinite(x):
+            self.nonfinite += 1
+            return
+        k = self.n - self.nonfinite
         delta = x - self.mean
-        self.mean += delta / self.n
+        self.mean += delta / k
         self._m2 += delta * (x - self.mean)
         self.min = min(self.min, x)
         self.max = max(self.max, x)
 
     def summary(self) -> dict[str, float | int | None]:
-        """n, mean, std (ddof=1), min, max and a 95% Student-t interval for the mean; None, not NaN,
-        where a value is undefined (no episodes, or n < 2 for std and the interval)."""
-        if self.n == 0:
-            return {"n": 0} | dict.fromkeys(("mean", "std", "min", "max", "ci95_low", "ci95_high"))
-        std = math.sqrt(self._m2 / (self.n - 1)) if self.n >= 2 else None
+        """n, then the mean, std (ddof=1), min, max and a 95% Student-t interval for the mean of
+        the finite values; None, not NaN, where a value is undefined (none finite, or fewer than
+        2 for std and the interval)."""
+        k = self.n - self.nonfinite
+        if k == 0:
+            keys = ("mean", "std", "min", "max", "ci95_low", "ci95_high")
+            return {"n": self.n} | dict.fromkeys(keys)
+        std = math.sqrt(self._m2 / (k - 1)) if k >= 2 else None
         low = high = None
         if std is not None:
-            half = t_quantile(0.975, self.n - 1) * std / math.sqrt(self.n)
+            half = t_quantile(0.975, k - 1) * std / math.sqrt(k)
             low, high = self.mean - half, self.mean + half
         return {
             "n": self.n,
@@ -142,6 +153,7 @@ class RunTotals:
         rate = self.successes / n if self.success_measured and n else None
         return {
             **self.returns.summary(),
+            "n_nonfinite": self.returns.nonfinite,  # NaN or infinite returns, not in the stats
             "length": self.lengths.summary(),
             "success_rate": rate,
             "videos": self.videos,

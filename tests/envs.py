@@ -76,6 +76,25 @@ class FailWhileFileExists(gym.Wrapper):
         return self.env.reset(seed=seed, options=options)
 
 
+class NonFiniteRewards(gym.Wrapper):
+    """Rewards no average can take: an episode whose reset seed is 0 mod 3 earns +inf at every
+    step, 1 mod 3 NaN, the others 1; with ``only`` (``"inf"`` or ``"nan"``), every episode
+    earns that."""
+
+    def __init__(self, env: gym.Env, only: str | None = None) -> None:
+        super().__init__(env)
+        self.only, self.reward = only, 1.0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        kind = self.only or {0: "inf", 1: "nan"}.get((seed or 0) % 3)
+        self.reward = float(kind) if kind else 1.0
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action):
+        obs, _, terminated, truncated, info = self.env.step(action)
+        return obs, self.reward, terminated, truncated, info
+
+
 class PixelCartPole(CartPoleEnv):
     """CartPole filmed as synthetic frames of any size (``width`` x ``height``: coloured blocks
     and a square that moves with the step count); with ``bad_frame`` (e.g. ``"none"``,

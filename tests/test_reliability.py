@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 from hydra.errors import ConfigCompositionException
@@ -159,3 +160,34 @@ def test_a_seed_past_the_int64_run_seed_column_is_refused(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "failed" and "n" not in summary  # no episode claimed
     assert run_cli(["seed=9223372036854775807", "episodes=2"], tmp_path / "max").code == 0
+
+
+def _strict(text: str) -> dict:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in summary.json: not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("only", [None, "inf", "nan"])
+def test_nan_and_infinite_returns_give_strict_json_and_drawable_pages(tmp_path, only):
+    wrapper = "{_target_: tests.envs.NonFiniteRewards" + (f", only: {only}}}" if only else "}")
+    result = run_cli(
+        [f"env.wrappers=[{wrapper}]", "episodes=12", "trigger=never"], tmp_path / "run"
+    )
+    assert result.code == 0, result.proc.stderr[-2000:]
+    summary = _strict((tmp_path / "run" / "summary.json").read_text())
+    returns = pd.read_parquet(tmp_path / "run" / "episodes.parquet")["return"].to_numpy()
+    finite = returns[np.isfinite(returns)]
+    assert summary["n"] == 12 and summary["n_nonfinite"] == 12 - len(finite) > 0
+    if len(finite):
+        assert summary["mean"] == pytest.approx(finite.mean())
+        assert summary["std"] == pytest.approx(finite.std(ddof=1))
+        assert (summary["min"], summary["max"]) == (finite.min(), finite.max())
+    else:
+        assert summary["mean"] is None and summary["min"] is None and summary["max"] is None
+    assert "NaN or infinite" in result.proc.stdout
+    page = (tmp_path / "run" / "report.html").read_text()
+    for svg in page.split("<svg")[1:]:
+        assert "nan" not in svg.split("</svg>")[0].lower()

@@ -43,12 +43,19 @@ class ConsoleSink(Sink):
             f"{'no run seed' if run.run_seed is None else f'seed {run.run_seed}'} ({run.run_dir})",
             file=self._out,
         )
-        if ret["n"]:
+        if ret["mean"] is not None:
             print(
                 f"  return  {_pm(ret)}  95% CI {_ci(ret)}  min {ret['min']:.2f}  "
                 f"max {ret['max']:.2f}",
                 file=self._out,
             )
+        if summary.get("n_nonfinite"):
+            print(
+                f"  {summary['n_nonfinite']} return(s) NaN or infinite: left out of the "
+                "statistics above",
+                file=self._out,
+            )
+        if ret["n"]:
             print(
                 f"  length  {_pm(length)}  min {length['min']:.0f}  max {length['max']:.0f}",
                 file=self._out,
