@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from rlrec.rundir import RunDir, SweepDir, read_yaml, write_text
+from rlrec.rundir import RunDir, SweepDir, read_yaml, stopped_status, write_text
 
 #: Episodes shown at each end of a long run's table, and best and worst besides.
 TABLE_ENDS, TABLE_EXTREMES = 100, 10
@@ -100,12 +100,20 @@ def write_run_report(
 ) -> Path:
     """Write ``<run>/report.html``; without ``report``, from the run's files (its merged
     episodes, or a stopped run's parts)."""
+    rows: list[dict[str, Any]] | None = None
     if report is None:
         report = RunReport()
         table = run.read_episodes()
-        for row in table.sort_by("episode").to_pylist() if table is not None else ():
+        rows = table.sort_by("episode").to_pylist() if table is not None else []
+        for row in rows:
             report.add(row)
-    summary = summary if summary is not None else run.read_summary()
+    if summary is None:
+        summary = run.read_summary()
+        if rows is not None and summary.get("n") != len(rows):  # stopped, killed: its rows say
+            from rlrec.stats import RunTotals
+
+            summary = summary | RunTotals.of_rows(rows).summary()
+            summary.setdefault("status", stopped_status(run))
     overrides = _overrides(run)
     if config is None and run.hydra_config.exists():
         config_text = run.hydra_config.read_text()

@@ -225,6 +225,12 @@ def hold_run_dir(folder: Path, key: str, new: bool) -> WriterLock:
     return lock
 
 
+def stopped_status(run: RunDir) -> str:
+    """The status of a run without ``summary.json``: "running" while a process writes it, else
+    "killed" (it ended without a word: SIGKILL, the out-of-memory killer, a lost node)."""
+    return "running" if WriterLock.busy(run.path) else "killed"
+
+
 def _finite(value: Any) -> Any:
     """``value`` with every NaN or infinite float in it replaced by None."""
     if isinstance(value, float):

@@ -19,7 +19,16 @@ import pyarrow.parquet as pq
 from scipy import stats
 
 from rlrec.plots import plot_learning_curves
-from rlrec.rundir import RunDir, SweepDir, parse_overrides, read_yaml, write_parquet, write_text
+from rlrec.rundir import (
+    RunDir,
+    SweepDir,
+    parse_overrides,
+    part_files,
+    read_yaml,
+    stopped_status,
+    write_parquet,
+    write_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +101,7 @@ def find_jobs(sweep_dir: Path) -> list[Job]:
                 run.path,
                 int(job),
                 overrides,
-                summary.get("status", "missing"),
+                summary.get("status") or stopped_status(run),
                 summary.get("error"),
                 overrides.get(SEED_KEY, summary.get("seed", _recorded_seed(run))),
                 summary.get("peak_rss_bytes"),
@@ -166,9 +175,11 @@ def _attach_returns(jobs: list[Job]) -> None:
     job 0, as a run done in one go does). ``ParquetFile``, not a dataset: importing
     ``pyarrow.dataset`` alone costs a sweep's end 0.25 s."""
     for job in jobs:
-        episodes = RunDir(job.dir).episodes
-        if episodes.exists():
-            table = pq.ParquetFile(episodes).read(columns=["episode", "return"])
+        run = RunDir(job.dir)
+        files = [run.episodes] if run.episodes.exists() else part_files(run.episode_parts)
+        if files:  # a stopped or killed job's parts count as much as a finished job's file
+            tables = [pq.ParquetFile(f).read(columns=["episode", "return"]) for f in files]
+            table = pa.concat_tables(tables)
             order = np.argsort(table["episode"].to_numpy(), kind="stable")
             job.returns = table["return"].to_numpy()[order]
 
@@ -360,7 +371,7 @@ def _summarize_run(run_dir: Path, window: int) -> SweepSummary:
                 run_dir,
                 summary.get("job", 0),
                 {},
-                summary.get("status", "missing"),
+                summary.get("status") or stopped_status(RunDir(run_dir)),
                 summary.get("error"),
                 summary.get("seed"),
                 summary.get("peak_rss_bytes"),

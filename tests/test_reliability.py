@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from rlrec.build import build
 from rlrec.errors import ConfigError
 from rlrec.runner import Runner
-from tests.conftest import ROOT, compose_config, decode, run_cli
+from tests.conftest import ROOT, compose_config, console_script, decode, run_cli
 
 SCALARS = st.one_of(
     st.integers(-5, 5),
@@ -191,3 +192,33 @@ def test_nan_and_infinite_returns_give_strict_json_and_drawable_pages(tmp_path, 
     page = (tmp_path / "run" / "report.html").read_text()
     for svg in page.split("<svg")[1:]:
         assert "nan" not in svg.split("</svg>")[0].lower()
+
+
+@pytest.mark.slow
+def test_every_reader_reads_a_killed_runs_parts(tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "run.py"), "trigger=never", "episodes=200000"]
+    cmd += ["sinks.parquet.flush_seconds=0.05", "memory_every_s=0", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(list((run_dir / "episodes").glob("part-*.parquet"))) < 3:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    returns = pd.read_parquet(run_dir / "episodes")["return"].to_numpy()  # what is on disk
+    summarized = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "summarize.py"), str(run_dir)],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert summarized.returncode == 1, summarized.stderr  # not complete
+    assert f"status killed, {len(returns)} episodes: mean return {returns.mean():.2f}" in (
+        summarized.stdout
+    )
+    reported = subprocess.run(
+        [console_script("rlrec-report"), str(run_dir)], capture_output=True, text=True
+    )
+    assert reported.returncode == 0, reported.stderr
+    page = (run_dir / "report.html").read_text()
+    assert "n/a</b>mean return" not in page
+    assert f"<b>{returns.mean():.2f}</b>mean return" in page and "<b>killed</b>" in page
