@@ -7,6 +7,7 @@ the same sweep always gives the same summary.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 from dataclasses import dataclass, field
@@ -286,13 +287,13 @@ def _markdown(
     sweep_dir: Path, groups: pa.Table, varying: list[str], fixed: dict[str, Any], jobs: pa.Table
 ) -> str:
     """The groups as a Markdown table (the overrides that differ between groups as columns)."""
-    header = [*varying, "seeds", "mean return", "95% CI", "IQM", "95% CI"]
-    lines = [f"# Sweep summary: {sweep_dir}", ""]
+    header = [*map(_md, varying), "seeds", "mean return", "95% CI", "IQM", "95% CI"]
+    lines = [f"# Sweep summary: {_md(sweep_dir)}", ""]
     if fixed:
-        lines += ["Every job: " + ", ".join(f"`{k}={v}`" for k, v in fixed.items()), ""]
+        lines += ["Every job: " + ", ".join(_md(f"{k}={v}") for k, v in fixed.items()), ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in groups.to_pylist():
-        cells = [str(row[k]) for k in varying]
+        cells = [_md(row[k]) for k in varying]
         cells += [
             _seeds_cell(row["n_seeds"], row["n_failed"]),
             _num(row["mean"]),
@@ -310,9 +311,17 @@ def _markdown(
     if failed:
         lines += ["", f"{len(failed)} job(s) did not complete:"]
         lines += [
-            f"- job {r['job']} ({r['status']}): {r['error'] or 'no error recorded'}" for r in failed
+            f"- job {r['job']} ({_md(r['status'])}): {_md(r['error'] or 'no error recorded')}"
+            for r in failed
         ]
     return "\n".join(lines) + "\n"
+
+
+def _md(value: Any) -> str:
+    """``value`` as Markdown text, never markup: its HTML escaped (a Markdown renderer passes
+    HTML through), a ``|`` escaped out of the table, on one line."""
+    text = html.escape(" ".join(str(value).split()), quote=False)
+    return text.replace("|", "\\|")
 
 
 def _key(value: Any) -> str:

@@ -215,3 +215,17 @@ def test_moving_average_is_a_trailing_mean():
     got = moving_average(values, 3)
     expected = [np.mean(values[max(0, i - 2) : i + 1]) for i in range(10)]
     assert got == pytest.approx(expected)
+
+
+def test_summary_md_carries_overrides_and_errors_as_text_never_markup(tmp_path):
+    import markdown
+
+    sweep = tmp_path / "sweep"
+    tag = "<img src=x onerror=alert(3)>"
+    args = ["seed=0,1", f"+trigger.tag='{tag}|x',b", "episodes=2", "trigger=never"]
+    run_cli(args, sweep, multirun=True)  # the jobs fail (no such key): their values still show
+    text = (sweep / "summary.md").read_text()
+    assert "<img" not in text and "&lt;img src=x onerror=alert(3)&gt;" in text
+    page = markdown.markdown(text, extensions=["tables"])
+    assert "<img" not in page and "&lt;img src=x onerror=alert(3)&gt;" in page
+    assert "<table>" in page  # the | in a value stays inside its cell
