@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import html
 import json
+import os
 import warnings
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -146,8 +147,19 @@ def write_run_report(
 def write_sweep_report(sweep: SweepDir, jobs: Any, groups: Any, window: int = 100) -> Path:
     """Write ``<sweep>/report.html`` from the sweep summary's tables (``summary.parquet`` and
     ``groups.parquet`` as Arrow tables); every job gets a report of its own to link to."""
+    from rlrec.sweep import find_jobs
+
     job_rows = jobs.to_pylist()
     group_rows = groups.to_pylist()
+    # each job's folder: a sharded run's is merged/ (its shards' folders are emptied)
+    folders = {job.job: RunDir(job.dir) for job in find_jobs(sweep.path)}
+
+    def folder(job: int) -> RunDir:
+        return folders.get(job) or RunDir(sweep.path / str(job))
+
+    def href(run: RunDir) -> str:
+        return Path(os.path.relpath(run.path, sweep.path)).as_posix()
+
     stats = {"n_seeds", "n_failed", "seeds", "jobs", "mean", "iqm"}
     overrides = [k for k in groups.column_names if k not in stats and "_ci95_" not in k]
     # the overrides that tell groups apart are columns; the ones every job shares, a line
@@ -160,7 +172,7 @@ def write_sweep_report(sweep: SweepDir, jobs: Any, groups: Any, window: int = 10
     curves, galleries = [], []
     for group in group_rows:
         label = ", ".join(f"{k}={group[k]}" for k in keys) or "all runs"
-        members = [RunDir(sweep.path / str(j)) for j in group["jobs"]]
+        members = [folder(j) for j in group["jobs"]]
         seeds = [_returns(m) for m in members]
         seeds = [r for r in seeds if len(r)]
         if seeds:
@@ -170,9 +182,7 @@ def write_sweep_report(sweep: SweepDir, jobs: Any, groups: Any, window: int = 10
         if films:
             galleries.append(
                 f"<h3>{_e(label)}</h3><div class=gallery>"
-                + "".join(
-                    _film(f, prefix=f"{m.path.name}/", title=f"job {m.path.name}") for m, f in films
-                )
+                + "".join(_film(f, prefix=f"{href(m)}/", title=f"job {href(m)}") for m, f in films)
                 + "</div>"
             )
     parts.append("<h2>Learning curves</h2>" + _curve_svg(curves, window=None))
@@ -192,11 +202,11 @@ def write_sweep_report(sweep: SweepDir, jobs: Any, groups: Any, window: int = 10
         parts.append(f"<h2 class=failed>{len(failed)} job(s) did not complete</h2><ul>{items}</ul>")
     links = []
     for row in job_rows:
-        run = RunDir(sweep.path / str(row["job"]))
+        run = folder(row["job"])
         if run.path.is_dir():
             write_run_report(run)
             links.append(
-                f'<li><a href="{row["job"]}/{RunDir.REPORT}">job {row["job"]}</a> '
+                f'<li><a href="{_e(href(run))}/{RunDir.REPORT}">job {row["job"]}</a> '
                 f"({_e(row['status'])})</li>"
             )
     parts.append("<h2>Jobs</h2><ul>" + "".join(links) + "</ul>")

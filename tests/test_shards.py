@@ -58,6 +58,10 @@ def test_shards_merge_into_the_run_done_in_one_go(launcher, tmp_path):
     assert_same_run(sweep / "merged", tmp_path / "sequential")
     # every episode once: the shards keep their logs and summaries, not their episodes or films
     assert sorted(sweep.glob("*/episodes.parquet")) == [sweep / "merged" / "episodes.parquet"]
+    # the sweep's page shows the merged run: its curve, its films, its page
+    page = (sweep / "report.html").read_text()
+    assert "No episode finished" not in page and 'href="merged/report.html"' in page
+    assert 'src="merged/videos/' in page and 'href="0/report.html"' not in page
     assert not list(sweep.glob("[0-9]*/videos"))
     assert json.loads((sweep / "1" / "summary.json").read_text())["merged_into"] == "../merged"
     jobs = pq.read_table(sweep / "summary.parquet").to_pylist()
