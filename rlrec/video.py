@@ -203,6 +203,39 @@ def _forget_encoders_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_encoders_after_fork)
 
 
+#: A ring's name: its owner's pid and start time (1/100 s), so that an owner's death can be told.
+RING_PREFIX = "rlrec-frames-"
+_rings_swept: set[str] = set()  # folders this process has cleared of dead owners' rings
+
+
+def _ring_prefix() -> str:
+    import psutil
+
+    return f"{RING_PREFIX}{os.getpid()}-{round(psutil.Process().create_time() * 100)}-"
+
+
+def _remove_orphan_rings(folder: str) -> None:
+    """Remove the rings in ``folder`` whose owner is dead (a process group killed outright leaves
+    its ring behind: its encoder died with it), once a process; a ring of a live process, or of
+    an unknown owner, stays."""
+    if folder in _rings_swept:
+        return
+    _rings_swept.add(folder)
+    import psutil
+
+    for path in Path(folder).glob(f"{RING_PREFIX}*"):
+        pid, _, rest = path.name.removeprefix(RING_PREFIX).partition("-")
+        started = rest.partition("-")[0]
+        if not (pid.isdigit() and started.isdigit()):
+            continue  # not named by its owner: not ours to judge
+        try:
+            alive = round(psutil.Process(int(pid)).create_time() * 100) == int(started)
+        except psutil.Error:
+            alive = False
+        if not alive:  # gone, or its pid now names another process
+            path.unlink(missing_ok=True)
+
+
 class Encoder:
     """The helper process, started at the first filmed episode and shared by all of a run's videos.
 
@@ -287,8 +320,9 @@ class Encoder:
             self.settle()  # no frame of an earlier video is still read from the old ring
             self._drop_ring()
             self._in_flight, self._next_slot = 0, 0
-            folder = "/dev/shm" if os.path.isdir("/dev/shm") else None  # RAM-backed on Linux
-            fd, self._ring_path = tempfile.mkstemp(prefix="rlrec-frames-", dir=folder)
+            folder = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+            _remove_orphan_rings(folder)
+            fd, self._ring_path = tempfile.mkstemp(prefix=_ring_prefix(), dir=folder)
             os.close(fd)
             frame_bytes = max(1, math.prod(shape) * np.dtype(dtype).itemsize)
             slots = max(MIN_SLOTS, min(SLOTS, RING_BYTES // frame_bytes))

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -222,3 +223,34 @@ def test_every_reader_reads_a_killed_runs_parts(tmp_path):
     page = (run_dir / "report.html").read_text()
     assert "n/a</b>mean return" not in page
     assert f"<b>{returns.mean():.2f}</b>mean return" in page and "<b>killed</b>" in page
+
+
+@pytest.mark.slow
+def test_a_ring_left_by_a_killed_process_group_goes_with_the_next_run(tmp_path):
+    import os
+    import signal
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        pytest.skip("no /dev/shm: rings live in the temporary folder")
+    cmd = [sys.executable, str(ROOT / "run.py"), "trigger=every", "episodes=100000"]
+    proc = subprocess.Popen(
+        [*cmd, f"hydra.run.dir={tmp_path / 'killed'}"], cwd=ROOT, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not set(shm.glob(f"rlrec-frames-{proc.pid}-*")):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    (left,) = shm.glob(f"rlrec-frames-{proc.pid}-*")
+    os.killpg(proc.pid, signal.SIGKILL)  # rlrec and its encoder at once: nobody removes it
+    proc.wait()
+    time.sleep(0.5)
+    assert left.exists()
+    unknown = shm / "rlrec-frames-someone-else"  # no owner in its name: not ours to remove
+    unknown.write_bytes(b"")
+    try:
+        assert run_cli(["trigger=every", "episodes=1"], tmp_path / "next").code == 0
+        assert not left.exists() and unknown.exists()  # (other tests' live rings stay too)
+    finally:
+        unknown.unlink(missing_ok=True)
