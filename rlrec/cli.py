@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import errno
 import logging
 import os
 import sys
@@ -19,7 +20,7 @@ from rlrec.config import CONF_DIR
 from rlrec.errors import ConfigError
 from rlrec.hydra_callbacks import compose_once, register_plugins, register_resolvers
 from rlrec.resume import resumed_config
-from rlrec.rundir import RunDir
+from rlrec.rundir import DamagedFile, RunDir
 from rlrec.runner import record
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,10 @@ def task(cfg: DictConfig) -> dict[str, Any] | None:
     except KeyboardInterrupt as err:
         print(f"rlrec: interrupted; the finished episodes are in {run_dir}", file=sys.stderr)
         sys.exit(getattr(err, "exit_code", 130))
-    except OSError as err:  # a full disk, a file-size limit, a failing device: not a bug
+    except OSError as err:  # a full disk, a damaged file, a failing device: not a bug
         log.error("the run stopped on an I/O error: %s", err)
         print(
-            f"rlrec: error: {err}. The episodes finished so far are in {run_dir}; free some "
-            "space (or raise the file-size limit) and run again",
+            f"rlrec: error: {err}. The episodes finished so far are in {run_dir}; {_io_fix(err)}",
             file=sys.stderr,
         )
         RunDir(run_dir).update_summary(status="failed", error=f"{type(err).__name__}: {err}")
@@ -65,6 +65,21 @@ def task(cfg: DictConfig) -> dict[str, Any] | None:
         log.exception("job %s failed", hydra_cfg.job.num)
         RunDir(run_dir).update_summary(status="failed", error=f"{type(err).__name__}: {err}")
     return None
+
+
+#: What an OSError's errno says about the disk.
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _io_fix(err: OSError) -> str:
+    """The fix for the I/O error a run stopped on, from its cause."""
+    if err.errno in _DISK_FULL or "disk full" in str(err):
+        return "free some space (or raise the file-size limit) and run again"
+    if isinstance(err, DamagedFile):
+        return "move that file away and resume (resume=<run>): its episodes run again"
+    if err.filename:
+        return f"check {err.filename} (it is named above), then run again"
+    return "check the file or device named above, then run again"
 
 
 def main() -> None:

@@ -261,10 +261,12 @@ def instantiate_node(node: DictConfig, key: str, **kwargs: Any) -> Any:
                 "give the dotted path of a class importable from the folder you run in",
             ) from None
         keys = sorted(k for k in OmegaConf.to_container(node) if k != "_target_")
+        raised = cause or err
         raise ConfigError(
             key,
-            f"{target} could not be built from keys {keys}: {_first_line(cause or err)}",
-            f"match the keys under {key} to the arguments {target} takes",
+            f"{target} could not be built from keys {keys}: it raised "
+            f"{type(raised).__name__}: {_first_line(raised)}",
+            f"match the keys under {key} to the arguments {target} takes, or mend what it raised",
         ) from None
 
 

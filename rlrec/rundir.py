@@ -611,10 +611,24 @@ def _read_table(final: Path, parts: Path) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    # ParquetFile, not read_table: that imports pyarrow.dataset (0.1-0.5 s)
+    def read(path: Path) -> Any:
+        # ParquetFile, not read_table: that imports pyarrow.dataset (0.1-0.5 s)
+        try:
+            return pq.ParquetFile(path).read()
+        except (OSError, pa.ArrowException) as err:  # Arrow's own words do not name the file
+            raise DamagedFile(path, err) from err
+
     if final.exists():
-        return pq.ParquetFile(final).read()
+        return read(final)
     files = part_files(parts)
     if not files:
         return None
-    return pa.concat_tables([pq.ParquetFile(f).read() for f in files])
+    return pa.concat_tables([read(f) for f in files])
+
+
+class DamagedFile(OSError):
+    """A run's file that cannot be read: its path, and what the reader said."""
+
+    def __init__(self, path: Path, err: BaseException) -> None:
+        super().__init__(f"cannot read {path}: {' '.join(str(err).split()) or type(err).__name__}")
+        self.path = path

@@ -254,3 +254,35 @@ def test_a_ring_left_by_a_killed_process_group_goes_with_the_next_run(tmp_path):
         assert not left.exists() and unknown.exists()  # (other tests' live rings stay too)
     finally:
         unknown.unlink(missing_ok=True)
+
+
+@pytest.mark.slow
+def test_io_errors_name_the_file_and_the_cause_not_a_full_disk(tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "run.py"), "trigger=never", "episodes=200000"]
+    cmd += ["sinks.parquet.flush_seconds=0.05", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(list((run_dir / "episodes").glob("part-*.parquet"))) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    damaged = sorted((run_dir / "episodes").glob("part-*.parquet"))[0]
+    data = bytearray(damaged.read_bytes())
+    data[8:-8] = bytes(len(data) - 16)  # the footer holds, the pages do not
+    damaged.write_bytes(bytes(data))
+    result = run_cli([f"resume={run_dir}"], run_dir)
+    assert result.code == 1 and "Traceback" not in result.proc.stderr, result.proc.stderr
+    (line,) = [x for x in result.proc.stderr.splitlines() if x.startswith("rlrec: error:")]
+    assert f"cannot read {damaged}" in line and "move that file away and resume" in line
+    assert "free some space" not in line
+
+
+def test_a_constructor_that_raises_is_named_with_what_it_raised(tmp_path):
+    args = ["policy=custom", "policy._target_=fractions.Fraction", "+policy.numerator=abc"]
+    result = run_cli([*args, "episodes=1"], tmp_path / "run")
+    assert result.code == 2 and "Traceback" not in result.proc.stderr
+    (line,) = result.proc.stderr.strip().splitlines()
+    assert line.startswith("rlrec: error: policy: fractions.Fraction could not be built")
+    assert "it raised TypeError: " in line, line
