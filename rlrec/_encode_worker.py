@@ -181,7 +181,11 @@ class Video:
             spec["shm"], dtype=spec["dtype"], mode="r", shape=(spec["slots"], *shape)
         ).view(np.ndarray)  # a memmap's slices cost 3 us each
         height, width = shape[0] + shape[0] % 2, shape[1] + shape[1] % 2
-        self.writer = open_writer(self.tmp, spec, (width, height))
+        try:
+            self.writer = open_writer(self.tmp, spec, (width, height))
+        except BaseException:  # a full disk as the file starts: no partial file stays
+            self.tmp.unlink(missing_ok=True)
+            raise
 
     def write(self, slot: int) -> None:
         self.writer.write(to_rgb(self.slots[slot]))
@@ -294,6 +298,9 @@ def main() -> None:
                         video.write(int(arg))
                     acknowledge()
                 elif command == "open":
+                    if video is not None:  # never closed (its parent gave up on it): dropped
+                        video, dropped = None, video
+                        dropped.finish(keep=False)
                     failed = False
                     spec = json.loads(arg)
                     ring = spec["shm"]

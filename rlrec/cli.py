@@ -87,6 +87,8 @@ def main() -> None:
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    # a log file on a full disk: its lines are lost, not turned into a traceback each
+    logging.raiseExceptions = False
     register_plugins()
     compose_once(sys.argv[1:])
     try:

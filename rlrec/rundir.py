@@ -76,6 +76,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 _TRACKERS_LOCK = threading.Lock()
 
+#: Bytes of disk a run keeps for its summary (a large one, with its temporary copy, is ~3 KB).
+SUMMARY_ROOM = 64 * 1024
+
 #: A part file of a table that a run writes as it goes (``episodes/``, ``_actions/``).
 PART_GLOB = "part-*.parquet"
 
@@ -471,9 +474,21 @@ class RunDir:
         return json.loads(path.read_text()) if path.exists() else {}
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        """Write ``summary.json`` whole, as strict JSON (a NaN or an infinity is null)."""
+        """Write ``summary.json`` whole, as strict JSON (a NaN or an infinity is null), in the
+        room kept for it (``keep_room_for_summary``) if the disk filled up meanwhile."""
         text = json.dumps(_finite(summary), indent=2, allow_nan=False)
+        self.summary_room.unlink(missing_ok=True)
         write_text(self.summary_file, text + "\n")
+
+    def keep_room_for_summary(self) -> None:
+        """Hold ``SUMMARY_ROOM`` bytes of the disk until the summary is written: a run that
+        fills its disk still ends with a summary that says so."""
+        with contextlib.suppress(OSError):
+            self.summary_room.write_bytes(bytes(SUMMARY_ROOM))
+
+    @property
+    def summary_room(self) -> Path:
+        return self.path / ".summary-room"
 
     def update_summary(self, **fields: Any) -> None:
         """Set ``fields`` in ``summary.json``, creating it if the run failed before it had one."""

@@ -6,6 +6,7 @@ thin layers over it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -80,6 +81,7 @@ class Runner:
         config = OmegaConf.to_container(o.cfg, resolve=True)
         run = RunInfo(o.run.path, o.cfg.env.id, o.seed, o.job, o.planned, config)
         point = self._resume() if o.cfg.get("resume") else ResumePoint()
+        o.run.keep_room_for_summary()
         for sink in o.sinks:
             sink.open(run)
             self._opened.append(sink)
@@ -157,7 +159,10 @@ class Runner:
                     raise
                 log.exception("sink %r failed on a memory sample", sink)
         if final:
-            memory.write()
+            try:
+                memory.write()
+            except OSError as err:  # a full disk: the run's end still writes what it owes
+                log.warning("_memory.parquet could not be written: %s", err)
 
     def _accept_rest(self) -> None:
         """After a stop or a crash, the finished episodes still waiting for an earlier one that
@@ -220,11 +225,15 @@ class Runner:
         complete = summary["status"] == "complete"
 
         def failed(err: Exception, what: str) -> None:
-            log.exception("%s failed", what)
+            if isinstance(err, OSError):  # a full disk, a damaged file: the cause, not a trace
+                log.error("%s failed: %s", what, err)
+            else:
+                log.exception("%s failed", what)
             errors.append(err)
             if summary["status"] == "complete":  # the sinks closed after it see it too
                 summary.update(status="failed", error=f"{type(err).__name__}: {err}")
-                if "parquet" in (o.cfg.get("sinks") or {}):
+            if "parquet" in (o.cfg.get("sinks") or {}):  # what is on disk, not what was meant
+                with contextlib.suppress(OSError):
                     table = o.run.read_episodes()
                     rows = table.to_pylist() if table is not None else []
                     summary.update(RunTotals.of_rows(rows).summary())

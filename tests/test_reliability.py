@@ -286,3 +286,36 @@ def test_a_constructor_that_raises_is_named_with_what_it_raised(tmp_path):
     (line,) = result.proc.stderr.strip().splitlines()
     assert line.startswith("rlrec: error: policy: fractions.Fraction could not be built")
     assert "it raised TypeError: " in line, line
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs: a disk that fills up (mounting one needs root, as in CI)."""
+    from tests.system import require
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        require("a tmpfs mount", "run as root (a file-size limit is tested without it)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_ends_with_one_line_and_a_failed_summary(small_disk):
+    run_dir = small_disk / "run"
+    result = run_cli(["trigger=every", "episodes=2000"], run_dir)
+    assert result.code == 1, result.proc.stderr[-2000:]
+    (line,) = result.proc.stderr.strip().splitlines()  # no logging error, no traceback
+    assert line.startswith("rlrec: error: ") and "No space left on device" in line, line
+    assert "free some space" in line and "Traceback" not in result.proc.stdout
+    summary = _strict((run_dir / "summary.json").read_text())  # the room kept for it
+    on_disk = pd.read_parquet(run_dir / "episodes")  # the parts that made it
+    assert summary["status"] == "failed" and summary["n"] == len(on_disk) > 0
+    assert "No space left" in summary["error"]
+    assert not (run_dir / ".summary-room").exists()
