@@ -195,18 +195,23 @@ def test_nan_and_infinite_returns_give_strict_json_and_drawable_pages(tmp_path, 
         assert "nan" not in svg.split("</svg>")[0].lower()
 
 
-@pytest.mark.slow
-def test_every_reader_reads_a_killed_runs_parts(tmp_path):
-    run_dir = tmp_path / "run"
+def killed_with_parts(run_dir: Path, parts: int) -> None:
+    """A long stats run in ``run_dir``, SIGKILLed once ``parts`` parts of it are on disk."""
     cmd = [sys.executable, str(ROOT / "run.py"), "trigger=never", "episodes=200000"]
     cmd += ["sinks.parquet.flush_seconds=0.05", "memory_every_s=0", f"hydra.run.dir={run_dir}"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while len(list((run_dir / "episodes").glob("part-*.parquet"))) < 3:
+    while len(list((run_dir / "episodes").glob("part-*.parquet"))) < parts:
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.02)
     proc.kill()
     proc.wait()
+
+
+@pytest.mark.slow
+def test_every_reader_reads_a_killed_runs_parts(tmp_path):
+    run_dir = tmp_path / "run"
+    killed_with_parts(run_dir, 3)
     returns = pd.read_parquet(run_dir / "episodes")["return"].to_numpy()  # what is on disk
     summarized = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "summarize.py"), str(run_dir)],
@@ -259,15 +264,7 @@ def test_a_ring_left_by_a_killed_process_group_goes_with_the_next_run(tmp_path):
 @pytest.mark.slow
 def test_io_errors_name_the_file_and_the_cause_not_a_full_disk(tmp_path):
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, str(ROOT / "run.py"), "trigger=never", "episodes=200000"]
-    cmd += ["sinks.parquet.flush_seconds=0.05", f"hydra.run.dir={run_dir}"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while len(list((run_dir / "episodes").glob("part-*.parquet"))) < 2:
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.02)
-    proc.kill()
-    proc.wait()
+    killed_with_parts(run_dir, 2)
     damaged = sorted((run_dir / "episodes").glob("part-*.parquet"))[0]
     data = bytearray(damaged.read_bytes())
     data[8:-8] = bytes(len(data) - 16)  # the footer holds, the pages do not
