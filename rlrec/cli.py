@@ -73,7 +73,9 @@ _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 def _io_fix(err: OSError) -> str:
     """The fix for the I/O error a run stopped on, from its cause."""
-    if err.errno in _DISK_FULL or "disk full" in str(err):
+    # the encoder's errors come as text: their errno is in the words
+    words = ("disk full", *(os.strerror(code) for code in _DISK_FULL))
+    if err.errno in _DISK_FULL or any(word in str(err) for word in words):
         return "free some space (or raise the file-size limit) and run again"
     if isinstance(err, DamagedFile):
         return "move that file away and resume (resume=<run>): its episodes run again"
