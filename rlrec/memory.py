@@ -12,12 +12,7 @@ psutil reads the memory of a process the same way on Linux, macOS and Windows.
 
 from __future__ import annotations
 
-import contextlib
-import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import psutil
@@ -90,45 +85,6 @@ class MemoryMonitor:
             self.write()
         return taken
 
-    @contextmanager
-    def watching(self, every_s: float = 0.05) -> Iterator[None]:
-        """Within: the process tree's memory is looked at every ``every_s`` seconds for the peak
-        alone (no sample is kept). The end of a run (merging its parts, writing its report) can
-        take more memory than its episodes did, after the last sample."""
-        if not self.enabled:
-            yield
-            return
-        stop = threading.Event()
-
-        def watch() -> None:
-            while not stop.wait(every_s):
-                self.peak = max(self.peak, self._tree_rss())
-
-        watcher = threading.Thread(target=watch, name="rlrec-peak", daemon=True)
-        watcher.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            watcher.join()
-
-    def peak_so_far(self) -> int:
-        """The peak of the samples and of the watch, and at least this process's own peak (the
-        kernel's, between any two looks)."""
-        self.peak = max(self.peak, self._tree_rss(), _own_peak())
-        return self.peak
-
-    def _tree_rss(self) -> int:
-        try:
-            tree = [self._root, *self._root.children(recursive=True)]
-        except psutil.Error:
-            return 0
-        rss = 0
-        for process in tree:
-            with contextlib.suppress(psutil.Error):
-                rss += process.memory_info().rss
-        return rss
-
     def restore(self, start: int) -> None:
         """A resumed run, before its first sample: keep the earlier run's samples up to episode
         ``start`` (the episodes after it run again) and go on counting time from the last one."""
@@ -157,16 +113,6 @@ class MemoryMonitor:
         self._tree = [self._root, *children]
         self._lookup_cost = min(self._lookup_cost, time.monotonic() - now)
         self._lookup_at = now + self._lookup_cost / LOOKUP_SHARE
-
-
-def _own_peak() -> int:
-    """This process's peak resident memory as the kernel counts it (0 where it does not)."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return 0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
 
 
 def memory_table(samples: list[MemorySample]) -> Any:

@@ -113,8 +113,7 @@ class Runner:
                 for sink in self._opened:
                     sink.flush()
                 self.o.run.write_summary(summary | {"tracker_failures": {}})
-        with self._memory.watching():  # the end can take more memory than the episodes did
-            self._close(summary)
+        self._close(summary)
         return summary
 
     def _records(self, start: int) -> Iterator[EpisodeRecord]:
@@ -257,8 +256,6 @@ class Runner:
         summary["tracker_failures"] = {
             sink.name: sink.failure for sink in sinks if isinstance(sink, Tracker) and sink.failure
         }
-        if self._memory.enabled:  # the whole run's peak, its end included
-            summary["peak_rss_bytes"] = self._memory.peak_so_far()
         o.run.write_summary(summary)
         o.close()
         if errors and complete:
