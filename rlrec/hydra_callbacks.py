@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import os
 import sys
@@ -249,15 +250,17 @@ def _same_folder(config: DictConfig) -> None:
 
 
 def _load_summary_modules() -> None:
-    """Import what the sweep's summary needs while this process waits for the jobs."""
-    import pyarrow as pa
+    """Import what the sweep's summary needs while this process waits for the jobs; only a
+    head start: a sweep that ends meanwhile (Ctrl-C) cuts it short without a word."""
+    with contextlib.suppress(BaseException):
+        import pyarrow as pa
 
-    import rlrec.plots
-    import rlrec.report
-    import rlrec.sweep
+        import rlrec.plots
+        import rlrec.report
+        import rlrec.sweep
 
-    rlrec.plots.load_matplotlib()
-    pa.array([0])  # pyarrow imports pandas, if installed, at its first array from Python values
+        rlrec.plots.load_matplotlib()
+        pa.array([0])  # pyarrow imports pandas, if installed, at its first array from Python values
 
 
 def _log_sweep_to_trackers(sweep: Any, sinks: Any, failed: bool) -> None:

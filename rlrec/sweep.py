@@ -290,7 +290,9 @@ def _markdown(
     header = [*map(_md, varying), "seeds", "mean return", "95% CI", "IQM", "95% CI"]
     lines = [f"# Sweep summary: {_md(sweep_dir)}", ""]
     if fixed:
-        lines += ["Every job: " + ", ".join(_md(f"{k}={v}") for k, v in fixed.items()), ""]
+        # code spans show their text as it is (no markup); a backtick would end one
+        spans = ("`" + f"{k}={v}".replace("`", "'") + "`" for k, v in fixed.items())
+        lines += ["Every job: " + ", ".join(spans), ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in groups.to_pylist():
         cells = [_md(row[k]) for k in varying]
