@@ -31,13 +31,13 @@ PASS_ON_S = 1.0
 ENDED = ("complete", "failed", "interrupted")
 
 
-def launch_jobs(sweep_dir: Path, first: int) -> list[RunDir]:
-    """The sweep's jobs numbered ``first`` or later: those of this launch."""
-    found = []
+def launch_jobs(sweep_dir: Path, first: int) -> dict[int, RunDir]:
+    """The sweep's jobs numbered ``first`` or later (those of this launch), by number."""
+    found = {}
     for run in SweepDir(sweep_dir).runs():
         number = run.path.name.partition("-")[0]
         if number.isdigit() and int(number) >= first:
-            found.append(run)
+            found[int(number)] = run
     return found
 
 
@@ -55,7 +55,10 @@ def jobs_end_first(sweep_dir: Path, first: int) -> Iterator[None]:
             signal.signal(restored, handler)
         start = time.monotonic()
         told = False
-        while busy := [run for run in launch_jobs(sweep_dir, first) if WriterLock.busy(run.path)]:
+        # looked for again each time: a job may start its folder meanwhile
+        while busy := [
+            run for run in launch_jobs(sweep_dir, first).values() if WriterLock.busy(run.path)
+        ]:
             waited = time.monotonic() - start
             if waited > GRACE_S:
                 break
@@ -86,12 +89,11 @@ def record_interrupted_jobs(sweep_dir: Path, first: int) -> list[RunDir]:
     """Give each job of this launch that did not end itself an ``interrupted`` summary of the
     episodes on its disk; return them. A job still written by a live process is left to it."""
     recorded = []
-    for run in launch_jobs(sweep_dir, first):
+    for job, run in launch_jobs(sweep_dir, first).items():
         if run.read_summary().get("status") in ENDED or WriterLock.busy(run.path):
             continue
         table = run.read_episodes()
         totals = RunTotals.of_rows(table.to_pylist() if table is not None else [])
-        job = int(run.path.name.partition("-")[0])
         run.update_summary(status="interrupted", job=job, **totals.summary())
         recorded.append(run)
     return recorded

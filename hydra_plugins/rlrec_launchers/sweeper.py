@@ -30,14 +30,13 @@ class RlrecSweeper(BasicSweeper):
         # lets in): their jobs are numbered after the sweep's, so no number names two jobs
         assert self.config is not None and self.launcher is not None
         sweep_dir = Path(self.config.hydra.sweep.dir)
+        # Ctrl-C: a job in this process (basic launcher) ends itself; jobs in joblib's workers
+        # are given time to; Ray and SLURM stop theirs as the cluster does (cancelled, signalled)
+        workers = type(self.launcher).__name__ == "JoblibLauncher"
         taken = SweepDir(sweep_dir).job_numbers()
         first = max(taken) + 1 if taken else 0
         if first:
             self.launcher = _NumberedAfter(self.launcher, first)
-        # Ctrl-C: a job in this process (basic launcher) ends itself; jobs in joblib's workers
-        # are given time to; Ray and SLURM stop theirs as the cluster does (cancelled, signalled)
-        launcher = type(getattr(self.launcher, "launcher", self.launcher)).__name__
-        workers = launcher == "JoblibLauncher"
         try:
             with jobs_end_first(sweep_dir, first) if workers else nullcontext():
                 return super().sweep(arguments)
