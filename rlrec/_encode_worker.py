@@ -18,6 +18,7 @@ video in progress and the shared memory: a file appears under its final name onl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -191,17 +192,20 @@ class Video:
         self.writer.write(to_rgb(self.slots[slot]))
 
     def finish(self, keep: bool) -> None:
+        if not keep:
+            # the name before and after: FFmpeg may crash closing a file that a full disk cut
+            # short, and its MP4 muxer opens the file again by name as it closes
+            self.tmp.unlink(missing_ok=True)
+            with contextlib.suppress(Exception):
+                self.writer.release()
+            self.tmp.unlink(missing_ok=True)
+            return
         try:
             self.writer.release()
         except Exception:
             self.tmp.unlink(missing_ok=True)
-            if keep:
-                raise
-            return
-        if keep:
-            os.replace(self.tmp, self.final)
-        else:
-            self.tmp.unlink(missing_ok=True)
+            raise
+        os.replace(self.tmp, self.final)
 
 
 def join(spec: dict[str, Any]) -> None:

@@ -12,7 +12,10 @@ psutil reads the memory of a process the same way on Linux, macOS and Windows.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import psutil
@@ -66,8 +69,9 @@ class MemoryMonitor:
         """Whether a sample is due at monotonic time ``now``."""
         return now >= self._next
 
-    def sample(self, episode: int) -> MemorySample:
-        """Take a sample now, ``episode`` episodes into the run; write the file when it is time."""
+    def sample(self, episode: int, at_least: int = 0) -> MemorySample:
+        """Take a sample now, ``episode`` episodes into the run; write the file when it is time.
+        ``at_least``: the most seen since the last sample (by ``watching``)."""
         now = time.monotonic()
         if now >= self._lookup_at:
             self._look_up(now)
@@ -77,6 +81,7 @@ class MemoryMonitor:
                 rss += process.memory_info().rss
             except psutil.Error:  # it ended since the last look (an encoder that finished)
                 self._lookup_at = now
+        rss = max(rss, at_least)
         taken = MemorySample(self._offset + now - self._started, episode, rss)
         self.samples.append(taken)
         self.peak = max(self.peak, rss)
@@ -84,6 +89,32 @@ class MemoryMonitor:
         if now - self._written_at >= WRITE_EVERY_S:
             self.write()
         return taken
+
+    @contextmanager
+    def watching(self, every_s: float = 0.05) -> Iterator[list[int]]:
+        """Within: the process tree is looked at every ``every_s`` seconds, and the most it held
+        is the list's one item (for the sample after). The end of a run (merging its parts,
+        drawing its plot) can take more memory than its episodes did."""
+        most = [0]
+        if not self.enabled:
+            yield most
+            return
+        stop = threading.Event()
+
+        def watch() -> None:
+            while True:
+                tree = [self._root, *_children(self._root)]
+                most[0] = max(most[0], sum(_rss(process) for process in tree))
+                if stop.wait(every_s):
+                    return
+
+        watcher = threading.Thread(target=watch, name="rlrec-memory-watch", daemon=True)
+        watcher.start()
+        try:
+            yield most
+        finally:
+            stop.set()
+            watcher.join()
 
     def restore(self, start: int) -> None:
         """A resumed run, before its first sample: keep the earlier run's samples up to episode
@@ -106,13 +137,23 @@ class MemoryMonitor:
     def _look_up(self, now: float) -> None:
         """Find the run's processes; the next look comes after ``1 / LOOKUP_SHARE`` times what
         this one took."""
-        try:
-            children = self._root.children(recursive=True)
-        except psutil.Error:
-            children = []
-        self._tree = [self._root, *children]
+        self._tree = [self._root, *_children(self._root)]
         self._lookup_cost = min(self._lookup_cost, time.monotonic() - now)
         self._lookup_at = now + self._lookup_cost / LOOKUP_SHARE
+
+
+def _children(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return process.children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _rss(process: psutil.Process) -> int:
+    try:
+        return process.memory_info().rss
+    except psutil.Error:  # it ended while we looked
+        return 0
 
 
 def memory_table(samples: list[MemorySample]) -> Any:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from rlrec.rundir import RunDir, SweepDir, read_yaml, stopped_status, write_text
+from rlrec.rundir import RunDir, SweepDir, numbers, read_yaml, stopped_status, write_text
 
 #: Episodes shown at each end of a long run's table, and best and worst besides.
 TABLE_ENDS, TABLE_EXTREMES = 100, 10
@@ -352,7 +352,7 @@ def _returns(run: RunDir) -> np.ndarray:
     table = run.read_episodes()
     if table is None:
         return np.empty(0)
-    return table.sort_by("episode")["return"].to_numpy()
+    return numbers(table.sort_by("episode")["return"])
 
 
 def _best_film(run: RunDir) -> dict[str, Any] | None:
@@ -451,8 +451,8 @@ def _memory(run: RunDir) -> str:
     table = run.read_memory()
     if table is None or table.num_rows < 2:
         return ""
-    episodes = table["episode"].to_numpy().astype(float)
-    mib = table["rss_bytes"].to_numpy() / 2**20
+    episodes = numbers(table["episode"]).astype(float)
+    mib = numbers(table["rss_bytes"]) / 2**20
     width, height, pad = 900, 140, 40
     idx = np.unique(np.linspace(0, len(mib) - 1, min(len(mib), CURVE_POINTS)).astype(int))
     span = max(episodes[-1] - episodes[0], 1.0)
@@ -462,7 +462,7 @@ def _memory(run: RunDir) -> str:
     line = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
     return (
         "<h2>Memory</h2><p>Resident memory of the run's processes (rlrec, encoders, workers), "
-        f"sampled {table.num_rows} times; peak {_mib(int(table['rss_bytes'].to_numpy().max()))}."
+        f"sampled {table.num_rows} times; peak {_mib(int(mib.max() * 2**20))}."
         f'</p><svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
         f'<text x="2" y="{pad}">{top:.0f} MiB</text><text x="2" y="{height - pad}">0</text>'
         f'<text x="{pad}" y="{height - 12}">episode {episodes[0]:.0f}</text>'

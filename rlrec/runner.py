@@ -143,14 +143,16 @@ class Runner:
             for record in pool.drained if pool is not None else ():
                 self._in_order.add(record)  # finished while the workers stopped: kept
 
-    def _sample_memory(self, final: bool = False) -> None:
-        """A sample of the run's memory, to ``_memory.parquet`` and to every sink; the last one
-        also writes the file, before the sinks close (the plot and the report draw it)."""
+    def _sample_memory(
+        self, final: bool = False, at_least: int = 0, sinks: list[Sink] | None = None
+    ) -> None:
+        """A sample of the run's memory, to ``_memory.parquet`` and to every sink; the last ones
+        also write the file, before the sinks close (the plot and the report draw it)."""
         memory = self._memory
         if not memory.enabled:
             return
-        sample = memory.sample(self._finished)
-        for sink in self._opened:
+        sample = memory.sample(self._finished, at_least)
+        for sink in self._opened if sinks is None else sinks:
             try:
                 sink.memory(sample)
             except Exception:
@@ -215,8 +217,9 @@ class Runner:
         }
 
     def _close(self, summary: dict[str, Any]) -> None:
-        """Close every sink first (finished episodes reach the disk before anything slow), then
-        save the policy, make the timelapse, write the summary and release the objects. A run
+        """Close the sinks that finish files first (finished episodes reach the disk before
+        anything slow), save the policy, make the timelapse, take the last memory sample, close
+        the other sinks, write the summary and release the objects. A run
         that fails here (a file it owes could not be written) ends failed with the cause, and
         its summary counts the episodes on disk."""
         o, sinks = self.o, self._opened
@@ -237,22 +240,38 @@ class Runner:
                     rows = table.to_pylist() if table is not None else []
                     summary.update(RunTotals.of_rows(rows).summary())
 
-        # trackers last: what they upload at the end (episodes.parquet) is complete by then
-        for sink in sorted(sinks, key=lambda sink: isinstance(sink, Tracker)):
+        def close(sink: Sink) -> None:
             try:
                 sink.close(summary)
             except Exception as err:  # keep closing the others: each holds data of its own
                 failed(err, f"closing sink {sink!r}")
-        if o.hooks.save is not None:  # also when interrupted: what was learnt so far
-            try:
-                o.hooks.save(o.run.policy_checkpoint)
-            except Exception as err:
-                failed(err, "saving the policy")
-        if o.cfg.video.get("timelapse") and o.trigger.films:
-            try:
-                o.filming.timelapse()
-            except Exception as err:
-                failed(err, "the timelapse")
+
+        # The files first, watched: merging the parts, the plot, the policy and the timelapse
+        # can take more memory than the episodes did. Then a last sample holds the most they
+        # took, and the sinks that show the run get its whole peak; trackers last: what they
+        # upload at the end (episodes.parquet) is complete by then.
+        with self._memory.watching() as most:
+            for sink in (sink for sink in sinks if sink.closes_first):
+                close(sink)
+            if o.hooks.save is not None:  # also when interrupted: what was learnt so far
+                try:
+                    o.hooks.save(o.run.policy_checkpoint)
+                except Exception as err:
+                    failed(err, "saving the policy")
+            if o.cfg.video.get("timelapse") and o.trigger.films:
+                try:
+                    o.filming.timelapse()
+                except Exception as err:
+                    failed(err, "the timelapse")
+        rest = sorted(
+            (sink for sink in sinks if not sink.closes_first),
+            key=lambda sink: isinstance(sink, Tracker),
+        )
+        self._sample_memory(final=True, at_least=most[0], sinks=rest)
+        if self._memory.enabled:
+            summary["peak_rss_bytes"] = self._memory.peak
+        for sink in rest:
+            close(sink)
         summary["tracker_failures"] = {
             sink.name: sink.failure for sink in sinks if isinstance(sink, Tracker) and sink.failure
         }

@@ -23,6 +23,7 @@ from rlrec.plots import plot_learning_curves
 from rlrec.rundir import (
     RunDir,
     SweepDir,
+    numbers,
     parse_overrides,
     part_files,
     read_yaml,
@@ -181,8 +182,8 @@ def _attach_returns(jobs: list[Job]) -> None:
         if files:  # a stopped or killed job's parts count as much as a finished job's file
             tables = [pq.ParquetFile(f).read(columns=["episode", "return"]) for f in files]
             table = pa.concat_tables(tables)
-            order = np.argsort(table["episode"].to_numpy(), kind="stable")
-            job.returns = table["return"].to_numpy()[order]
+            order = np.argsort(numbers(table["episode"]), kind="stable")
+            job.returns = numbers(table["return"])[order]
 
 
 def _job_row(job: Job, keys: list[str], window: int) -> dict[str, Any]:

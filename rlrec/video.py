@@ -493,9 +493,12 @@ class VideoWriter:
         """Drop the video: nothing appears under its final name and the partial file is deleted."""
         if self._ring is None:
             return
-        with contextlib.suppress(OSError):
-            self._encoder.send("abort")
-            self._encoder.drain("aborted", self.path.name, raise_errors=False)
+        try:
+            with contextlib.suppress(OSError):
+                self._encoder.send("abort")
+                self._encoder.drain("aborted", self.path.name, raise_errors=False)
+        finally:  # the encoder deletes it; one that died closing it (a full disk) could not
+            self.tmp_path.unlink(missing_ok=True)
 
     def _start(self, frame: np.ndarray) -> None:
         self._ring, ring_path = self._encoder.ring(frame.shape, frame.dtype)

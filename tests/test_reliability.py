@@ -316,3 +316,5 @@ def test_a_full_disk_ends_with_one_line_and_a_failed_summary(small_disk):
     assert summary["status"] == "failed" and summary["n"] == len(on_disk) > 0
     assert "No space left" in summary["error"]
     assert not (run_dir / ".summary-room").exists()
+    # a film the disk cut short is dropped whole (FFmpeg may crash closing it: named first)
+    assert not [p.name for p in run_dir.rglob("*partial*")]

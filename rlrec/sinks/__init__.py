@@ -9,7 +9,7 @@ defaults for all six.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rlrec.memory import MemorySample
 from rlrec.records import EpisodeRecord, RunInfo
@@ -17,6 +17,11 @@ from rlrec.records import EpisodeRecord, RunInfo
 
 class Sink:
     """The interface every sink implements; each hook does nothing unless overridden."""
+
+    #: Closed before the run's end is measured: it finishes files (merges the episodes, draws
+    #: the plot) and may take memory doing it. The others close after, given the summary with
+    #: the whole run's peak memory, the end included.
+    closes_first: ClassVar[bool] = False
 
     def open(self, run: RunInfo) -> None:
         """Called once before the first episode."""

@@ -69,7 +69,7 @@ class PartFiles:
                 rows = size = 0
                 for file in files:
                     # ParquetFile, not read_table: that imports pyarrow.dataset (0.1-0.5 s)
-                    pending.append(pq.ParquetFile(file).read())
+                    pending.append(pq.ParquetFile(file).read(use_threads=False))
                     rows += pending[-1].num_rows
                     size += pending[-1].nbytes
                     # One row group per batch: never the whole run in memory, and action lists
@@ -87,6 +87,8 @@ class PartFiles:
 
 class ParquetSink(Sink):
     """Write every finished episode (and, with ``actions``, its actions) to Parquet."""
+
+    closes_first = True
 
     def __init__(
         self, flush_seconds: float = 1.0, batch_rows: int = 65_536, actions: bool = True

@@ -8,12 +8,14 @@ from typing import Any
 from rlrec.config import check_number
 from rlrec.plots import CurveData
 from rlrec.records import EpisodeRecord, RunInfo
-from rlrec.rundir import RunDir
+from rlrec.rundir import RunDir, numbers
 from rlrec.sinks import Sink
 
 
 class PlotSink(Sink):
     """Keep every return (8 bytes an episode) and draw the learning curve when the run ends."""
+
+    closes_first = True
 
     def __init__(self, window: int = 100) -> None:
         check_number("sinks.plot.window", window, 1, integer=True)
@@ -51,4 +53,4 @@ def run_memory(files: RunDir) -> tuple[Any, Any] | None:
     table = files.read_memory()
     if table is None or table.num_rows == 0:
         return None
-    return table["episode"].to_numpy(), table["rss_bytes"].to_numpy()
+    return numbers(table["episode"]), numbers(table["rss_bytes"])
