@@ -6,6 +6,8 @@ The schema is derived from ``EpisodeRecord``'s fields: adding a column is adding
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -97,6 +99,10 @@ class RunInfo:
     job: int
     episodes: int | None  # None: a Recorder, whose loop decides when it ends
     config: dict[str, Any]
+    #: The run's process and its command line (a tracker in a process of its own names the
+    #: run's program and watches the run's process, not its own).
+    pid: int = field(default_factory=os.getpid)
+    command: tuple[str, ...] = field(default_factory=lambda: tuple(sys.argv))
 
 
 #: Key of the resolved run config (JSON) in the Parquet file's key-value metadata.

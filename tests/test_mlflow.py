@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -16,7 +17,14 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import decode, kill_after_first_commit, plain_loop, resume_cli, run_cli
+from tests.conftest import (
+    ROOT,
+    decode,
+    kill_after_first_commit,
+    plain_loop,
+    resume_cli,
+    run_cli,
+)
 from tests.system import LoopbackOnly
 from tests.test_signals import LiveRun
 
@@ -94,6 +102,23 @@ def test_a_run_is_an_mlflow_run_with_its_episodes_films_and_summary(server, tmp_
     tags = run.data.tags
     assert (tags["env_id"], tags["seed"], tags["job"]) == ("CartPole-v1", "0", "0")
     assert tags["run_dir"] == str((tmp_path / "run").resolve())
+    # where MLflow's UI looks: the training view, the source, the user, the git commit
+    experiment = server.client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert tags["mlflow.source.name"] == str(ROOT / "run.py")
+    assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.user"]
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True)
+    if head.returncode == 0:
+        assert tags["mlflow.source.git.commit"] == head.stdout.decode().strip()
+    assert tags["command"].startswith("python ") and "trigger.period=5" in tags["command"]
+    # memory at the times it was sampled, as _memory.parquet says (not one stamp a batch)
+    memory = pd.read_parquet(tmp_path / "run" / "_memory.parquet")
+    history = server.client.get_metric_history(run.info.run_id, "system/rss_bytes")
+    in_time = sorted(history, key=lambda m: m.timestamp)
+    assert [m.value for m in in_time] == memory["rss_bytes"].tolist()
+    gaps = [(b.timestamp - a.timestamp) / 1000 for a, b in itertools.pairwise(in_time)]
+    expected_gaps = memory["time_s"].diff().dropna().tolist()
+    assert gaps == pytest.approx(expected_gaps, abs=0.002)
 
     expected = plain_loop("CartPole-v1", 0, 12)
     for key, column in (("episode/return", "return"), ("episode/length", "length")):
@@ -121,22 +146,37 @@ def test_a_run_is_an_mlflow_run_with_its_episodes_films_and_summary(server, tmp_
 def test_a_sweep_is_a_parent_run_with_a_child_per_job(server, tmp_path):
     args = ["sinks=[parquet,mlflow]", f"sinks.mlflow.tracking_uri={server.uri}"]
     args += ["sinks.mlflow.experiment_name=sweeps", "seed=0,1", "episodes=3", "trigger=never"]
+    args += ["env.max_episode_steps=20,30"]
     result = run_cli(args, tmp_path / "sweep", multirun=True)
     assert result.code == 0, result.proc.stderr[-2000:]
     parent_id = json.loads((tmp_path / "sweep" / "trackers.json").read_text())["mlflow"]["id"]
     parent = server.client.get_run(parent_id)
     assert parent.info.status == "FINISHED"
+    # the parent holds the sweep: its swept keys as params, each group's statistics as metrics
+    assert parent.data.params["env.max_episode_steps"] == "20,30"
+    assert parent.data.params["seed"] == "0,1"
+    groups = pd.read_parquet(tmp_path / "sweep" / "groups.parquet").to_dict("records")
+    assert len(groups) == 2
+    for row in groups:
+        label = f"env.max_episode_steps_{row['env.max_episode_steps']}"
+        for name in ("mean", "iqm", "mean_ci95_low", "mean_ci95_high"):
+            assert parent.data.metrics[f"{label}/{name}"] == pytest.approx(row[name])
+    assert parent.data.tags["mlflow.source.name"] == str(ROOT / "run.py")
     artifacts = {a.path for a in server.client.list_artifacts(parent_id)}
     assert {"groups.parquet", "summary.md"} <= artifacts
     experiment = server.client.get_experiment_by_name("sweeps")
     children = server.client.search_runs(
         [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'"
     )
-    assert sorted(c.info.run_name for c in children) == ["seed=0", "seed=1"]
+    names = sorted(c.info.run_name for c in children)
+    assert names == [f"seed={s},env.max_episode_steps={m}" for s in (0, 1) for m in (20, 30)]
     for child in children:
         seed = int(child.data.tags["seed"])
+        steps = int(child.data.params["env.max_episode_steps"])
         history = server.client.get_metric_history(child.info.run_id, "episode/return")
-        expected = [r["return"] for r in plain_loop("CartPole-v1", seed, 3)]
+        expected = [
+            r["return"] for r in plain_loop("CartPole-v1", seed, 3, max_episode_steps=steps)
+        ]
         assert [m.value for m in sorted(history, key=lambda m: m.step)] == expected
 
 
@@ -180,6 +220,31 @@ def test_a_server_that_dies_mid_run_costs_a_warning(tmp_path):
     assert log.count("the mlflow tracker failed") == 1
 
 
+def test_a_start_failure_names_its_cause_and_the_fix(tmp_path):
+    # a port that answers HTTP but is no MLflow server, and an address without its scheme
+    import http.server
+    import threading
+
+    web = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        port = web.server_address[1]
+        cases = {
+            f"http://127.0.0.1:{port}": "HTTP 404, not an MLflow tracking server; it answered: ",
+            f"127.0.0.1:{port}": f"has no scheme (MLflow would take it for a folder). "
+            f"Fix: pass sinks.mlflow.tracking_uri=http://127.0.0.1:{port}",
+        }
+        for i, (uri, words) in enumerate(cases.items()):
+            args = ["sinks=[parquet,mlflow]", f"sinks.mlflow.tracking_uri={uri}"]
+            result = run_cli(args, tmp_path / str(i))
+            assert result.code == 2 and "Traceback" not in result.proc.stderr
+            (line,) = result.proc.stderr.strip().splitlines()
+            assert line.startswith("rlrec: error: sinks.mlflow.tracking_uri: ") and words in line
+    finally:
+        web.shutdown()
+    assert not (tmp_path / "1" / "mlflow.db").exists()
+
+
 @pytest.mark.alone
 def test_an_unreachable_server_ends_the_run_at_once(tmp_path):
     start = time.monotonic()
@@ -189,3 +254,5 @@ def test_an_unreachable_server_ends_the_run_at_once(tmp_path):
     lines = result.proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rlrec: error: sinks.mlflow.tracking_uri"), lines
     assert uri in lines[0] and "Traceback" not in result.proc.stderr
+    # the cause first, whatever the length of MLflow's own words
+    assert "could not be used: connection refused (nothing listens there)" in lines[0]

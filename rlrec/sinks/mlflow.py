@@ -4,9 +4,13 @@ Params are the flattened config (keys and values cut to MLflow's limits, 100 to 
 per-episode metrics go with ``log_batch`` at ``step`` = the episode, up to 1,000 to a request;
 each film is an artifact under ``videos/`` (H.264 by default: it plays in MLflow's UI); memory is
 the metric ``system/rss_bytes``; at the end the summary's numbers are metrics and the learning
-curve and ``episodes.parquet`` are artifacts. Tags: the env id, the seed, the job and the run
-directory. In a sweep every job is a child run (``mlflow.parentRunId``) of one run for the sweep,
-which gets ``groups.parquet`` and ``summary.md`` when the sweep ends.
+curve and ``episodes.parquet`` are artifacts. Tags: the env id, the seed, the job, the run
+directory, the command line, and MLflow's own for the source (the user's program), the user and
+the git commit. The experiment is tagged as model training (``mlflow.experimentKind``): MLflow 3
+opens other experiments in its GenAI view. In a sweep every job is a child run
+(``mlflow.parentRunId``) of one run for the sweep, which gets the swept keys as params, each
+group's mean, IQM and their CIs as metrics, and ``groups.parquet`` and ``summary.md`` as
+artifacts when the sweep ends.
 
 It runs in a process of its own: MLflow's client is slow to import (1-4 s) and its requests are
 Python work the loop would otherwise wait for.
@@ -14,9 +18,15 @@ Python work the loop would otherwise wait for.
 
 from __future__ import annotations
 
+import contextlib
+import getpass
 import hashlib
 import json
 import os
+import re
+import shlex
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,10 +42,12 @@ from rlrec.sinks.tracker import EpisodeBatch, Tracker, require, summary_numbers
 KEY_MAX, VALUE_MAX, PARAMS_PER_REQUEST, METRICS_PER_REQUEST = 250, 6000, 100, 1000
 #: Retries of a request once the run is going: a server that died fails the tracker in seconds.
 RUN_RETRIES = 2
+#: The experiment tag MLflow 3's UI reads to choose its view, and the value of model training.
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 class MlflowSink(Tracker):
-    """Log a run to an MLflow tracking server (or a local ``mlruns`` folder)."""
+    """Log a run to an MLflow tracking server (or MLflow's local store)."""
 
     name = "mlflow"
     runs_in = "process"
@@ -51,12 +63,18 @@ class MlflowSink(Tracker):
         self.tracking_uri, self.experiment_name = tracking_uri, experiment_name
 
     def start(self, run: RunInfo, earlier: dict[str, Any] | None) -> dict[str, Any]:
+        uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if uri and re.fullmatch(r"[\w.\-]+:\d+/?", uri):  # host:port, which MLflow takes for a path
+            raise ConfigError(
+                "sinks.mlflow.tracking_uri",
+                f"{uri!r} has no scheme (MLflow would take it for a folder)",
+                f"pass sinks.mlflow.tracking_uri=http://{uri}",
+            )
         # at start, one try and a short wait: an unreachable server ends the run in seconds
         os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
         os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
         from mlflow.tracking import MlflowClient
 
-        uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
         self._client = client = MlflowClient(tracking_uri=uri)
         try:
             if earlier is not None:
@@ -65,32 +83,27 @@ class MlflowSink(Tracker):
             else:
                 run_id = self._create_run(run)
         except Exception as err:
-            where = client.tracking_uri
             raise ConfigError(
                 "sinks.mlflow.tracking_uri",
-                f"MLflow at {where} did not answer ({type(err).__name__}: "
-                f"{' '.join(str(err).split())[:300]})",
+                f"MLflow at {client.tracking_uri} could not be used: {start_failure(err)}",
                 "start the server, or pass sinks.mlflow.tracking_uri=http://host:port "
                 "(or leave mlflow out of sinks)",
             ) from None
         os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(RUN_RETRIES)
         self._run_id, self._files = run_id, RunDir(run.run_dir)
+        self._started, self._clock = time.time(), None
         return {"id": run_id, "tracking_uri": client.tracking_uri}
 
     def _create_run(self, run: RunInfo) -> str:
         client = self._client
-        experiment = client.get_experiment_by_name(self.experiment_name)
-        experiment_id = (
-            experiment.experiment_id
-            if experiment is not None
-            else client.create_experiment(self.experiment_name)
-        )
+        experiment_id = training_experiment(client, self.experiment_name)
         name, sweep = job_identity(RunDir(run.run_dir))
         tags = {
             "env_id": run.env_id,
             "seed": str(run.run_seed),
             "job": str(run.job),
             "run_dir": str(Path(run.run_dir).resolve()),
+            **source_tags(run.command),
         }
         parent = sweep_parent(sweep) if sweep is not None else None
         if parent is not None:
@@ -123,8 +136,12 @@ class MlflowSink(Tracker):
     def log_memory(self, samples: list[MemorySample]) -> None:
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
-        metrics = [Metric("system/rss_bytes", s.rss_bytes, now, s.episode) for s in samples]
+        if self._clock is None:  # the run's clock, from the first sample of this session
+            self._clock = self._started - samples[0].time_s
+        metrics = [
+            Metric("system/rss_bytes", s.rss_bytes, int((self._clock + s.time_s) * 1000), s.episode)
+            for s in samples
+        ]
         for i in range(0, len(metrics), METRICS_PER_REQUEST):
             self._client.log_batch(self._run_id, metrics=metrics[i : i + METRICS_PER_REQUEST])
 
@@ -157,10 +174,8 @@ def start_parent(sweep: SweepDir, node: Any) -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(RUN_RETRIES))
     uri = node.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
     client = MlflowClient(tracking_uri=uri)
-    name = node.get("experiment_name") or "rlrec"
-    experiment = client.get_experiment_by_name(name)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
-    tags = {"sweep_dir": str(sweep.path.resolve())}
+    experiment_id = training_experiment(client, node.get("experiment_name") or "rlrec")
+    tags = {"sweep_dir": str(sweep.path.resolve()), **source_tags(tuple(sys.argv))}
     parent = client.create_run(experiment_id, tags=tags, run_name=f"sweep {sweep_group(sweep)}")
     sweep.update_tracker("mlflow", {"id": parent.info.run_id, "tracking_uri": client.tracking_uri})
 
@@ -173,10 +188,113 @@ def end_parent(sweep: SweepDir, failed: bool) -> None:
     if entry is None:
         return
     client = MlflowClient(tracking_uri=entry["tracking_uri"])
+    if sweep.groups.exists():
+        _log_groups(client, entry["id"], sweep)
     for path in (sweep.groups, sweep.summary, sweep.markdown):
         if path.exists():
             client.log_artifact(entry["id"], str(path))
     client.set_terminated(entry["id"], status="FAILED" if failed else "FINISHED")
+
+
+def start_failure(err: BaseException) -> str:
+    """Why the first requests failed, cause first: the words of the deepest cause (refused,
+    a name not resolved, a timeout) or the HTTP status and what answered, then the message,
+    cut at a word."""
+    import socket
+
+    chain, seen = [], set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    words = " ".join(str(chain[0]).split())
+    status = re.search(r"error code (\d{3})", words)
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        cause = "connection refused (nothing listens there)"
+    elif any(isinstance(e, socket.gaierror) for e in chain):
+        cause = "the host name could not be resolved"
+    elif any(isinstance(e, TimeoutError) or "Timeout" in type(e).__name__ for e in chain):
+        cause = "no answer within 10 s"
+    elif status:
+        body = re.search(r"Response body: '(.*)", words)
+        text = " ".join(re.sub(r"<[^>]*>", " ", body.group(1)).split()) if body else ""
+        answered = f"; it answered: {text[:120]}" if text else ""
+        cause = f"HTTP {status.group(1)}, not an MLflow tracking server{answered}"
+    else:
+        root = chain[-1]
+        cause = f"{type(root).__name__}: {' '.join(str(root).split())}"
+    if len(words) > 300:
+        words = words[:300].rsplit(" ", 1)[0] + " ..."
+    return f"{cause}. {type(chain[0]).__name__}: {words}"
+
+
+def training_experiment(client: Any, name: str) -> str:
+    """The id of experiment ``name``, made if missing, tagged as model training."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name, tags={KIND_TAG: KIND})
+        except Exception:  # another job of the sweep made it first
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if KIND_TAG not in experiment.tags:  # made by an older rlrec, or by hand
+        client.set_experiment_tag(experiment.experiment_id, KIND_TAG, KIND)
+    return experiment.experiment_id
+
+
+def source_tags(command: tuple[str, ...]) -> dict[str, str]:
+    """MLflow's own tags for where a run came from (its UI's Source, User and Version), and the
+    command line, for the run's process's ``command`` (``sys.argv``)."""
+    program = Path(command[0]).resolve() if command and command[0] not in ("", "-c") else None
+    tags = {
+        "mlflow.source.type": "LOCAL",
+        "mlflow.source.name": str(program) if program else "python",
+        "command": shlex.join(["python", *command]),
+    }
+    with contextlib.suppress(Exception):  # no user name in some containers
+        tags["mlflow.user"] = getpass.getuser()
+    folder = program.parent if program else Path.cwd()
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        commit = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5,
+        )  # fmt: skip
+        if commit.returncode == 0:
+            tags["mlflow.source.git.commit"] = commit.stdout.strip()
+    return tags
+
+
+def _log_groups(client: Any, run_id: str, sweep: SweepDir) -> None:
+    """The swept keys as params of the sweep's run, and each group's mean, IQM and their CIs
+    as its metrics (``<group>/mean``, ...), so MLflow's compare page reads the sweep."""
+    import pyarrow.parquet as pq
+    from mlflow.entities import Metric, Param
+
+    table = pq.ParquetFile(sweep.groups).read()
+    statistics = [n for n in table.column_names if n.startswith(("mean", "iqm"))]
+    rows = table.to_pylist()
+    keys = [  # the swept ones: an override all the jobs share tells no group apart
+        k
+        for k in table.column_names[: table.column_names.index("n_seeds")]
+        if len({json.dumps(r[k]) for r in rows}) > 1
+    ]
+    # each as the sweep's override gives it (``20,30``), values in the order the jobs ran
+    swept = {k: dict.fromkeys(str(r[k]) for r in rows) for k in keys}
+    swept["seed"] = dict.fromkeys(str(seed) for r in rows for seed in r["seeds"])
+    params = [Param(_key(k), _param_value(",".join(v))) for k, v in swept.items()]
+    now, metrics = int(time.time() * 1000), []
+    for row in rows:
+        label = " ".join(f"{k}_{row[k]}" for k in keys) or "all runs"
+        label = re.sub(r"[^\w.\- ]", "_", label)[: KEY_MAX - 20]
+        metrics += [
+            Metric(f"{label}/{name}", row[name], now, 0)
+            for name in statistics
+            if row[name] is not None
+        ]
+    client.log_batch(run_id, params=params[:PARAMS_PER_REQUEST])
+    for i in range(0, len(metrics), METRICS_PER_REQUEST):
+        client.log_batch(run_id, metrics=metrics[i : i + METRICS_PER_REQUEST])
 
 
 def _key(key: str) -> str:
