@@ -7,10 +7,11 @@ import os
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from tests.conftest import ROOT, decode, kill_after_first_commit, plain_loop, resume_cli, run_cli
-from tests.wandb_files import config, history, offline_runs, records, run_record
+from tests.wandb_files import config, history, offline_runs, records, run_record, summary_values
 
 pytestmark = pytest.mark.slow
 
@@ -44,8 +45,29 @@ def test_an_offline_run_holds_each_episode_at_its_step_and_playable_films(tmp_pa
         frames, fps, _ = decode(path.parent / "files" / film["film/path"])
         assert (frames, fps) == (expected[film["episode"]]["length"] + 1, 50)
     assert any("learning_curve/path" in r for r in rows)
-    memory = [r for r in rows if "memory/rss_bytes" in r]
-    assert memory and all(r["memory/rss_bytes"] > 2**20 for r in memory)
+    # memory under the key every tracker uses, on an axis of its own: the run's summary keeps
+    # the last episode (11), not the episode count of a sample taken after it (12)
+    memory = [r for r in rows if "system/rss_bytes" in r]
+    assert memory and all(r["system/rss_bytes"] > 2**20 and "episode" not in r for r in memory)
+    samples = pd.read_parquet(tmp_path / "run" / "_memory.parquet")
+    assert [r["system/rss_bytes"] for r in memory] == samples["rss_bytes"].tolist()
+    assert [r["system/episode"] for r in memory] == samples["episode"].tolist()
+    assert summary_values(recs)["episode"] == 11
+    # W&B's own system charts watch the run's processes (its tracker process alone: ~100 MB)
+    stats = [
+        {i.key: json.loads(i.value_json) for i in r.stats.item}
+        for r in recs
+        if r.WhichOneof("record_type") == "stats"
+    ]
+    assert stats and all(
+        s["proc.memory.rssMB"] * 2**20 > 0.8 * samples["rss_bytes"].min() for s in stats
+    ), (stats, samples)
+    # the program and arguments are the user's command line, not rlrec's tracker process
+    (environment,) = [
+        r.environment for r in recs if r.HasField("environment") and r.environment.program
+    ]
+    assert environment.program == str(ROOT / "run.py")
+    assert list(environment.args)[:3] == args[:3]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["tracker_failures"] == {}
 

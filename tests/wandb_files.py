@@ -56,6 +56,16 @@ def history(recs: list[Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def summary_values(recs: list[Any]) -> dict[str, Any]:
+    """The run's summary as W&B keeps it: each key's last value."""
+    found: dict[str, Any] = {}
+    for record in recs:
+        if record.WhichOneof("record_type") == "summary":
+            for item in record.summary.update:
+                found[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return found
+
+
 def run_record(recs: list[Any]) -> Any:
     return next(r.run for r in recs if r.WhichOneof("record_type") == "run")
 

@@ -1,8 +1,10 @@
 """``sinks=[parquet,console,wandb]``: a run as a Weights & Biases run.
 
 Files go to ``<run>/wandb/``. ``define_metric`` makes the episode the x-axis of every per-episode
-key (``episode/return``, ...), of each film and of the memory, so W&B's own step (one a ``log``
-call) never has to be monotonic in anything of ours. Each film is logged as
+key (``episode/return``, ...) and of each film, and ``system/episode`` that of the memory
+(``system/rss_bytes``, as in every tracker), so W&B's own step (one a ``log`` call) never has to be
+monotonic in anything of ours. W&B's system charts watch the run's processes, and its program
+and arguments are the user's command line. Each film is logged as
 ``wandb.Video(<the file rlrec wrote>, format=...)`` at its episode: H.264 by default, which plays
 in W&B's page (an ``mp4v`` file would not). rlrec never moves a video after logging it, so an
 offline run's media are still there at ``wandb sync``. The config is W&B's config (dotted keys),
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,10 @@ class WandbSink(Tracker):
             )
         name, sweep = job_identity(RunDir(run.run_dir))
         group = self.group or (sweep_group(sweep) if sweep is not None else None)
+        # W&B records sys.argv as the run's program and arguments: the user's, not this
+        # process's (``-m rlrec.sinks.tracker_process 7``)
+        sys.argv = list(run.command) or sys.argv
+        program = Path(sys.argv[0]).resolve() if sys.argv[0] not in ("", "-c") else None
         try:
             self._run = wandb.init(
                 project=self.project,
@@ -81,7 +88,18 @@ class WandbSink(Tracker):
                 job_type="run",
                 name=name,
                 tags=self.tags,
-                settings=wandb.Settings(init_timeout=INIT_TIMEOUT_S, console="off"),
+                settings=wandb.Settings(
+                    init_timeout=INIT_TIMEOUT_S,
+                    console="off",
+                    # its system charts: the run's processes (rlrec, encoders, workers)
+                    x_stats_pid=run.pid,
+                    x_stats_track_process_tree=True,
+                    **(
+                        {"program": str(program), "program_abspath": str(program)}
+                        if program
+                        else {}
+                    ),
+                ),
             )
         except Exception as err:
             raise ConfigError(
@@ -89,8 +107,11 @@ class WandbSink(Tracker):
                 f"W&B could not start ({type(err).__name__}: {' '.join(str(err).split())[:300]})",
                 "check your network and `wandb login`, or pass sinks.wandb.mode=offline",
             ) from None
-        for key in ("episode/*", "film", "memory/*"):
+        for key in ("episode/*", "film"):
             self._run.define_metric(key, step_metric="episode")
+        # memory on an axis of its own: a sample logged after the last episode must not move
+        # the run's ``episode`` (W&B's summary keeps each key's last value)
+        self._run.define_metric("system/rss_bytes", step_metric="system/episode")
         return {"id": self._run.id}
 
     def log_config(self, config: dict[str, Any]) -> None:
@@ -109,7 +130,7 @@ class WandbSink(Tracker):
 
     def log_memory(self, samples: list[MemorySample]) -> None:
         for sample in samples:
-            self._run.log({"episode": sample.episode, "memory/rss_bytes": sample.rss_bytes})
+            self._run.log({"system/episode": sample.episode, "system/rss_bytes": sample.rss_bytes})
 
     def log_summary(self, summary: dict[str, Any], curve_png: bytes | None) -> None:
         import wandb
