@@ -38,7 +38,7 @@ def _hparams(events):
 
 
 def test_tensorboard_holds_each_episode_the_config_the_films_and_the_curve(tmp_path):
-    args = ["sinks=[parquet,tensorboard]", "episodes=12", "trigger=periodic", "trigger.period=5"]
+    args = ["sinks=[parquet,tensorboard]", "episodes=12", "trigger=periodic", "trigger.period=1"]
     result = run_cli(args, tmp_path / "run")
     assert result.code == 0, result.proc.stderr[-2000:]
     run = tmp_path / "run"
@@ -54,15 +54,39 @@ def test_tensorboard_holds_each_episode_the_config_the_films_and_the_curve(tmp_p
     assert durations == pytest.approx(episodes["duration_s"].tolist(), rel=1e-6)
     assert "episode/success" not in events.Tags()["scalars"]  # not measured in this run
 
+    # HPARAMS: what tells the run apart (its command line, the env, the seed), integers as
+    # integers, against the summary's headline statistics; every config key on the TEXT tab
     hparams = _hparams(events)
-    assert hparams["env.id"].string_value == "CartPole-v1"
-    assert hparams["episodes"].number_value == 12
-    assert hparams["trigger.period"].number_value == 5
+    assert set(hparams) == {"env.id", "seed", "sinks", "episodes", "trigger", "trigger.period"}
+    assert hparams["env.id"].string_value == "CartPole-v1" and hparams["seed"].string_value == "0"
+    assert (
+        hparams["episodes"].string_value == "12" and hparams["trigger"].string_value == "periodic"
+    )
+    content = events.SummaryMetadata("_hparams_/experiment").plugin_data.content
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+    metrics = [m.name.tag for m in experiment.metric_infos]
+    assert metrics == [
+        f"summary/{k}" for k in ("mean", "ci95_low", "ci95_high", "success_rate", "peak_rss_bytes")
+    ]
     summary = json.loads((run / "summary.json").read_text())
     assert events.Scalars("summary/mean")[0].value == pytest.approx(summary["mean"])
+    assert {t for t in events.Tags()["scalars"] if t.startswith("summary/")} <= set(metrics)
+    (config_text,) = events.Tensors("config/text_summary")
+    text = config_text.tensor_proto.string_val[0].decode()
+    assert "| trigger.period | 1 |" in text and "| sinks.parquet.batch_rows | 8192 |" in text
+    (summary_text,) = events.Tensors("summary/text_summary")
+    text = summary_text.tensor_proto.string_val[0].decode()
+    assert (
+        f"| length_mean | {float(summary['length']['mean'])} |" in text
+        and "| status | complete |" in text
+    )
 
-    films = events.Images("film")
-    assert [f.step for f in films] == [0, 5, 10]
+    # every film visible with the reader's defaults (10 images a tag): one tag a film
+    shown = EventAccumulator(str(run / "tensorboard")).Reload()
+    tags = [t for t in shown.Tags()["images"] if t.startswith("film/")]
+    assert tags == [f"film/episode_{e:06d}" for e in range(12)]
+    films = [image for tag in tags for image in shown.Images(tag)]
+    assert [f.step for f in films] == list(range(12))
     for film in films:
         with Image.open(io.BytesIO(film.encoded_image_string)) as gif:
             # scaled to film_width (300) from CartPole's 600x400
@@ -87,10 +111,12 @@ def test_a_sweep_shows_its_jobs_side_by_side_with_their_hparams(tmp_path):
     runs = EventMultiplexer()
     runs.AddRunsFromDirectory(str(tmp_path / "sweep"))
     runs.Reload()
-    assert sorted(runs.Runs()) == ["0/tensorboard", "1/tensorboard"]
+    # each run named by its swept overrides, and its HPARAMS holding those
+    assert sorted(runs.Runs()) == ["0/tensorboard/seed=0", "1/tensorboard/seed=1"]
     for job in (0, 1):
-        events = runs.GetAccumulator(f"{job}/tensorboard")
-        assert _hparams(events)["seed"].number_value == job
+        events = runs.GetAccumulator(f"{job}/tensorboard/seed={job}")
+        hparams = _hparams(events)
+        assert set(hparams) == {"env.id", "seed"} and hparams["seed"].string_value == str(job)
         expected = [r["return"] for r in plain_loop("CartPole-v1", job, 3)]
         assert [e.value for e in events.Scalars("episode/return")] == expected
     jobs = pd.read_parquet(tmp_path / "sweep" / "summary.parquet")
@@ -197,3 +223,25 @@ def _event_record(step, value):
     header = struct.pack("<Q", len(data))
     crcs = struct.pack("<I", masked_crc32c(header)), struct.pack("<I", masked_crc32c(data))
     return header + crcs[0] + data + crcs[1]
+
+
+def test_ctrl_c_ends_a_tensorboard_session_as_neither_success_nor_failure(tmp_path):
+    # TensorBoard has no "aborted" status: asking for one made every Ctrl-C a tracker failure
+    import signal
+
+    from tensorboard.plugins.hparams import api_pb2
+
+    from tests.test_signals import LiveRun
+
+    run = tmp_path / "run"
+    live = LiveRun(run, "sinks=[parquet,console,tensorboard]", "episodes=100000", "trigger=never")
+    live.wait_for_episodes(20)
+    live.stop(signal.SIGINT)
+    assert live.wait() == 130, live.proc.stderr.read()[-2000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["tracker_failures"] == {}
+    events = _events(run / "tensorboard")
+    content = events.SummaryMetadata("_hparams_/session_end_info").plugin_data.content
+    end = plugin_data_pb2.HParamsPluginData.FromString(content).session_end_info
+    assert end.status == api_pb2.STATUS_UNKNOWN
+    assert len(events.Scalars("episode/return")) == summary["n"]

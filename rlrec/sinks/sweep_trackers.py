@@ -19,12 +19,21 @@ def job_identity(run: RunDir) -> tuple[str, SweepDir | None]:
     """A run's name for a tracker and the sweep it belongs to: a job is named by its swept
     overrides (``seed=1,trigger.period=50``), a single run by its folder
     (``2026-11-28/10-00-00``)."""
-    sweep = SweepDir.of(run)
+    overrides, sweep = telling_overrides(run)
     if sweep is None:
         return "/".join(run.path.resolve().parts[-2:]), None
+    return (",".join(overrides) if overrides else f"job {run.path.name}"), sweep
+
+
+def telling_overrides(run: RunDir) -> tuple[list[str], SweepDir | None]:
+    """The overrides that tell a run apart, and its sweep: a job's swept ones (``seed=1``),
+    a single run's whole command line; none for a run without ``.hydra/`` (a Recorder's)."""
+    overrides = _yaml(run.hydra_overrides) or []
+    sweep = SweepDir.of(run)
+    if sweep is None:
+        return overrides, None
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    overrides = _yaml(run.hydra_overrides) or []
     # the sweep's overrides as given: a job's override is swept if the sweep's was a sweep
     # (``seed=0,1``, ``range(0,4)``)
     hydra = (_yaml(sweep.multirun) or {}).get("hydra") or {}
@@ -32,7 +41,7 @@ def job_identity(run: RunDir) -> tuple[str, SweepDir | None]:
     given = parser.parse_overrides(hydra.get("overrides", {}).get("task", []))
     swept = {o.key_or_group for o in given if o.is_sweep_override()}
     mine = [o for o in overrides if parser.parse_override(o).key_or_group in swept] or overrides
-    return (",".join(mine) if mine else f"job {run.path.name}"), sweep
+    return mine, sweep
 
 
 def _yaml(path: Any) -> Any:

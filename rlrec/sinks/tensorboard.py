@@ -4,10 +4,15 @@ Event files go to ``<run>/tensorboard/`` (``log_dir``: relative to the run direc
 absolute path), so a sweep has one TensorBoard run per job and ``tensorboard --logdir <sweep>``
 shows them side by side. Per episode, one event holds ``episode/return``, ``episode/length``,
 ``episode/duration_s`` and ``episode/success`` (where measured) at ``global_step`` = the episode;
-the config goes to the HPARAMS tab (one session per run, with the summary's statistics as its
-metrics); each film is an animated GIF on the IMAGES tab at its episode, made from the video by
-an encoder process of the sink's own; memory is ``system/rss_bytes``; the learning curve comes at
-the end.
+the HPARAMS tab holds one session per run: the overrides that tell it apart (a sweep job's swept
+keys; a single run's command line; the env and the seed always; integers as integers) against the
+summary's headline statistics (``summary/mean``, its CI, the success rate, the peak memory). The
+whole config and the whole summary are tables on the TEXT tab. Each film is an animated GIF on
+the IMAGES tab under a tag of its own (``film/episode_000012``: TensorBoard keeps 10 images a tag
+unless started with ``--samples_per_plugin``), made from the video by an encoder process of the
+sink's own; memory is ``system/rss_bytes``; the learning curve comes at the end. A sweep job's
+events go to ``<job>/tensorboard/<its swept overrides>/``, so ``tensorboard --logdir <sweep>``
+names each run by them.
 
 The events are framed by tensorboardX's ``RecordWriter``, which uses the ``crc32c`` package's C
 code when it is installed (the ``[tensorboard]`` extra installs it; the pure-Python CRC would cost
@@ -31,12 +36,17 @@ from rlrec.config import check_number
 from rlrec.memory import MemorySample
 from rlrec.records import RunInfo
 from rlrec.rundir import RunDir, partial_path
+from rlrec.sinks.sweep_trackers import telling_overrides
 from rlrec.sinks.tracker import EpisodeBatch, Tracker, require, summary_numbers
 from rlrec.video import Encoder, VideoSettings
 
 #: The hparams plugin's tags (TensorBoard's own names).
+_EXPERIMENT = "_hparams_/experiment"
 _SESSION_START, _SESSION_END = "_hparams_/session_start_info", "_hparams_/session_end_info"
-_STATUS = {"complete": "STATUS_SUCCESS", "interrupted": "STATUS_ABORTED"}
+# TensorBoard's statuses have no "aborted": an interrupted run is neither a success nor a failure
+_STATUS = {"complete": "STATUS_SUCCESS", "interrupted": "STATUS_UNKNOWN"}
+#: The summary's numbers that are HPARAMS metrics (and so scalars); the rest is a text table.
+HEADLINE = ("mean", "ci95_low", "ci95_high", "success_rate", "peak_rss_bytes")
 
 
 class TensorBoardSink(Tracker):
@@ -64,11 +74,14 @@ class TensorBoardSink(Tracker):
         from tensorboardX.record_writer import RecordWriter
 
         files = RunDir(run.run_dir)
+        self._overrides, sweep = telling_overrides(files)
         if earlier is not None:  # resumed: the same TensorBoard run, a new event file in it
             folder = Path(earlier["id"])
             _cut_to_commit(earlier)
         elif self.log_dir is None:
             folder = files.tensorboard
+            if sweep is not None:  # TensorBoard names a run by its folder: by the overrides
+                folder /= _folder_name(",".join(self._overrides) or f"job {run.job}")
         else:
             folder = files.path / self.log_dir  # an absolute log_dir stays as it is
         folder.mkdir(parents=True, exist_ok=True)
@@ -83,22 +96,27 @@ class TensorBoardSink(Tracker):
         return {"id": str(folder), **self.commit()}
 
     def log_config(self, config: dict[str, Any]) -> None:
+        from tensorboardX.proto.api_pb2 import Experiment, HParamInfo, MetricInfo, MetricName
         from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionStartInfo
 
+        shown = _shown(config, self._overrides)
         start = SessionStartInfo(start_time_secs=self._started)
-        for key, value in config.items():
-            if value is None:
-                continue  # TensorBoard has no null: the key is left out of this session
+        infos = []
+        for key, value in shown.items():
             slot = start.hparams[key]
             if isinstance(value, bool):
-                slot.bool_value = value
-            elif isinstance(value, int | float):
-                slot.number_value = float(value)
-            elif isinstance(value, str):
-                slot.string_value = value
-            else:
-                slot.string_value = json.dumps(value)
+                slot.bool_value, kind = value, "DATA_TYPE_BOOL"
+            elif isinstance(value, float):
+                slot.number_value, kind = value, "DATA_TYPE_FLOAT64"
+            else:  # an integer too: a number value would show the seed as 0.0000
+                slot.string_value, kind = str(value), "DATA_TYPE_STRING"
+            infos.append(HParamInfo(name=key, type=kind))
+        # the experiment names the metrics; else TensorBoard takes every scalar tag for one
+        metrics = [MetricInfo(name=MetricName(tag=f"summary/{k}")) for k in HEADLINE]
+        experiment = Experiment(hparam_infos=infos, metric_infos=metrics)
+        self._plugin_event(_EXPERIMENT, HParamsPluginData(experiment=experiment), step=0)
         self._plugin_event(_SESSION_START, HParamsPluginData(session_start_info=start), step=0)
+        self._text("config", _table(config, ("key", "value")), step=0)
 
     def log_episodes(self, batch: EpisodeBatch) -> None:
         from tensorboardX.proto.event_pb2 import Event
@@ -114,7 +132,7 @@ class TensorBoardSink(Tracker):
         if not self.films:
             return
         gif = self._gif(path)
-        self._image("film", gif, episode, "film of this episode")
+        self._image(f"film/episode_{episode:06d}", gif, episode, "film of this episode")
 
     def log_memory(self, samples: list[MemorySample]) -> None:
         for sample in samples:
@@ -129,8 +147,10 @@ class TensorBoardSink(Tracker):
         from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionEndInfo
 
         step = int(summary.get("n") or 0)
-        numbers = {f"summary/{key}": value for key, value in summary_numbers(summary)}
-        self._scalars(numbers, step)
+        numbers = dict(summary_numbers(summary))
+        self._scalars({f"summary/{k}": numbers[k] for k in HEADLINE if k in numbers}, step)
+        table = {"status": summary.get("status"), **numbers}
+        self._text("summary", _table(table, ("statistic", "value")), step)
         if curve_png is not None:
             self._image("learning_curve", curve_png, step, "returns per episode")
         status = Status.Value(_STATUS.get(summary.get("status", ""), "STATUS_FAILURE"))
@@ -174,6 +194,12 @@ class TensorBoardSink(Tracker):
         summary = Summary(value=[Summary.Value(tag=tag, image=picture)])
         self._write(Event(wall_time=time.time(), step=step, summary=summary))
 
+    def _text(self, tag: str, markdown: str, step: int) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.summary import text
+
+        self._write(Event(wall_time=time.time(), step=step, summary=text(tag, markdown)))
+
     def _plugin_event(self, tag: str, content: Any, step: int) -> None:
         from tensorboardX.proto.event_pb2 import Event
         from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
@@ -204,6 +230,38 @@ class TensorBoardSink(Tracker):
             return target.read_bytes()
         finally:
             target.unlink(missing_ok=True)
+
+
+def _shown(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """The HPARAMS of a run (``config`` flattened): the env, the seed, and each override's key
+    with its resolved value (a config group's choice, ``trigger=periodic``, as given).
+
+    >>> _shown({"env.id": "CartPole-v1", "seed": 1, "trigger.period": 5}, ["trigger.period=5"])
+    {'env.id': 'CartPole-v1', 'seed': 1, 'trigger.period': 5}
+    """
+    shown = {"env.id": config.get("env.id"), "seed": config.get("seed")}
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        shown[key] = config.get(key, value)
+    return {
+        k: v if isinstance(v, str | int | float | bool) else json.dumps(v)
+        for k, v in shown.items()
+        if v is not None
+    }
+
+
+def _table(values: dict[str, Any], head: tuple[str, str]) -> str:
+    """``values`` as a Markdown table (the TEXT tab renders it)."""
+    rows = [f"| {head[0]} | {head[1]} |", "|---|---|"]
+    for key, value in values.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        rows.append(f"| {key} | {text.replace('|', '&#124;')} |")
+    return "\n".join(rows)
+
+
+def _folder_name(name: str) -> str:
+    """``name`` as one folder's name: no separator, within the file system's 255 bytes."""
+    return name.replace(os.sep, "_")[:200] or "run"
 
 
 def _cut_to_commit(entry: dict[str, Any]) -> None:
