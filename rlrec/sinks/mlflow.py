@@ -22,6 +22,7 @@ import contextlib
 import getpass
 import hashlib
 import json
+import logging
 import os
 import re
 import shlex
@@ -37,6 +38,8 @@ from rlrec.records import RunInfo
 from rlrec.rundir import RunDir, SweepDir
 from rlrec.sinks.sweep_trackers import job_identity, sweep_group
 from rlrec.sinks.tracker import EpisodeBatch, Tracker, require, summary_numbers
+
+log = logging.getLogger(__name__)
 
 #: MLflow's limits (``mlflow.utils.validation``): a param's key and value, a request's entities.
 KEY_MAX, VALUE_MAX, PARAMS_PER_REQUEST, METRICS_PER_REQUEST = 250, 6000, 100, 1000
@@ -92,7 +95,9 @@ class MlflowSink(Tracker):
         os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(RUN_RETRIES)
         self._run_id, self._files = run_id, RunDir(run.run_dir)
         self._started, self._clock = time.time(), None
-        return {"id": run_id, "tracking_uri": client.tracking_uri}
+        entry = {"id": run_id, "tracking_uri": client.tracking_uri}
+        url = _page(client.tracking_uri, client.get_run(run_id).info.experiment_id, run_id)
+        return entry | ({"url": url} if url else {})
 
     def _create_run(self, run: RunInfo) -> str:
         client = self._client
@@ -177,7 +182,11 @@ def start_parent(sweep: SweepDir, node: Any) -> None:
     experiment_id = training_experiment(client, node.get("experiment_name") or "rlrec")
     tags = {"sweep_dir": str(sweep.path.resolve()), **source_tags(tuple(sys.argv))}
     parent = client.create_run(experiment_id, tags=tags, run_name=f"sweep {sweep_group(sweep)}")
-    sweep.update_tracker("mlflow", {"id": parent.info.run_id, "tracking_uri": client.tracking_uri})
+    entry = {"id": parent.info.run_id, "tracking_uri": client.tracking_uri}
+    url = _page(client.tracking_uri, experiment_id)
+    sweep.update_tracker("mlflow", entry | ({"url": url} if url else {}))
+    if url:
+        log.info("mlflow: %s", url)
 
 
 def end_parent(sweep: SweepDir, failed: bool) -> None:
@@ -194,6 +203,16 @@ def end_parent(sweep: SweepDir, failed: bool) -> None:
         if path.exists():
             client.log_artifact(entry["id"], str(path))
     client.set_terminated(entry["id"], status="FAILED" if failed else "FINISHED")
+
+
+def _page(uri: str, experiment_id: str, run_id: str | None = None) -> str | None:
+    """The web page of a run (or of an experiment's runs) on an MLflow server, in its model
+    training view: MLflow 3.17 opens its GenAI view unless the address asks (the experiment's
+    kind tag only counts where its workflow selector is off). None for a local store."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    page = f"{uri.rstrip('/')}/#/experiments/{experiment_id}"
+    return f"{page}{f'/runs/{run_id}' if run_id else ''}?workflowType=machine_learning"
 
 
 def start_failure(err: BaseException) -> str:

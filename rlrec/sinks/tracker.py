@@ -206,6 +206,9 @@ class Tracker(Sink):
                 f"could not start ({' '.join(words.split())})",
                 f"check the sinks.{self.name} settings, or leave {self.name} out of sinks",
             ) from None
+        url = self._files.read_trackers().get(self.name, {}).get("url")
+        if url:  # where to look: the tracker's page of this run
+            log.info("%s: %s", self.name, url)
         self._queue: deque[tuple[str, Any]] = deque()
         self._curve = CurveData()
         self._memory: tuple[list[int], list[int]] = ([], [])

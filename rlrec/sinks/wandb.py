@@ -112,7 +112,8 @@ class WandbSink(Tracker):
         # memory on an axis of its own: a sample logged after the last episode must not move
         # the run's ``episode`` (W&B's summary keeps each key's last value)
         self._run.define_metric("system/rss_bytes", step_metric="system/episode")
-        return {"id": self._run.id}
+        url = self._run.url if mode == "online" else None  # an offline run has none yet
+        return {"id": self._run.id} | ({"url": url} if url else {})
 
     def log_config(self, config: dict[str, Any]) -> None:
         self._run.config.update(config, allow_val_change=True)
