@@ -668,6 +668,8 @@ def trackers(args: argparse.Namespace) -> None:
         ),
         "sinks=[parquet] memory_every_s=0": ("sinks=[parquet]", "memory_every_s=0"),
     }
+    if OLD is not None:  # each tracker's cost against the --against commit's, interleaved
+        configs |= {f"{name} (old)": configs[name] for name in list(configs)[:5]}
     loops: dict[str, list[str]] = {name: [] for name in configs}  # the clocks' files
 
     def clocked(name: str) -> list[str]:
@@ -675,8 +677,11 @@ def trackers(args: argparse.Namespace) -> None:
         os.close(fd)
         loops[name].append(out)
         clock = ("+sinks.clock._target_=bench_sinks.LoopClock", f"+sinks.clock.out={out}")
-        cmd = rlrec("trigger=never", f"episodes={episodes}", *configs[name], *clock)
-        return ["env", f"PYTHONPATH={SCRIPTS}", *cmd]
+        overrides = ("trigger=never", f"episodes={episodes}", *configs[name], *clock)
+        if name.endswith(" (old)"):
+            cmd = rlrec_in(*overrides, root=OLD)[0][2:]  # without its env PYTHONPATH=...
+            return ["env", f"PYTHONPATH={SCRIPTS}{os.pathsep}{OLD}", *cmd]
+        return ["env", f"PYTHONPATH={SCRIPTS}", *rlrec(*overrides)]
 
     runs = interleaved({name: (lambda n=name: clocked(n)) for name in configs}, args.stats_repeats)
     per_episode, spread = {}, {}
@@ -698,6 +703,9 @@ def trackers(args: argparse.Namespace) -> None:
     for name in list(configs)[1:5]:
         extra = per_episode[name] - per_episode["sinks=[parquet]"]
         print(f"  {name} adds {extra:.1f} us an episode to the loop (target <= 25 us)")
+        if OLD is not None:
+            before = per_episode[f"{name} (old)"] - per_episode["sinks=[parquet] (old)"]
+            print(f"    {OLD.name}: {before:.1f} us an episode")
     cpu = server.cpu_seconds() / args.stats_repeats
     print(f"  the MLflow server used {cpu:.1f} s of CPU a run ({episodes:,} episodes)")
     server.stop()

@@ -62,6 +62,12 @@ def test_an_offline_run_holds_each_episode_at_its_step_and_playable_films(tmp_pa
     assert stats and all(
         s["proc.memory.rssMB"] * 2**20 > 0.8 * samples["rss_bytes"].min() for s in stats
     ), (stats, samples)
+    # the Logs tab holds what the run printed (the tracker process prints nothing)
+    logs = "".join(r.output_raw.line for r in recs if r.WhichOneof("record_type") == "output_raw")
+    printed = [
+        line for line in result.proc.stdout.splitlines() if line.startswith(("Episode", "Complete"))
+    ]
+    assert printed and all(line in logs for line in printed), (printed, logs[-2000:])
     # the program and arguments are the user's command line, not rlrec's tracker process
     (environment,) = [
         r.environment for r in recs if r.HasField("environment") and r.environment.program

@@ -21,7 +21,10 @@ class ConsoleSink(Sink):
     def __init__(self, every: int = 1) -> None:
         check_number("sinks.console.every", every, 1, integer=True)
         self.every = every
-        self._out = sys.stdout
+
+    @property
+    def _out(self):  # looked up at each line: a tracker may be watching it (W&B's Logs tab)
+        return sys.stdout
 
     def open(self, run: RunInfo) -> None:
         self._run = run

@@ -153,6 +153,10 @@ class Tracker(Sink):
     #: Episodes in the learning curve's moving average.
     window: ClassVar[int] = 100
 
+    #: Whether the tracker shows the run's console (W&B's Logs tab): what the run prints and
+    #: logs while it goes is handed to ``log_console``.
+    shows_console: ClassVar[bool] = False
+
     failure: dict[str, Any] | None = None  # in the run's process: why the tracker stopped
     _failed = False  # where the hooks run: they raised, nothing more is logged
 
@@ -177,6 +181,9 @@ class Tracker(Sink):
 
     def log_summary(self, summary: dict[str, Any], curve_png: bytes | None) -> None:
         """The run's summary and its learning curve (PNG; None without episodes)."""
+
+    def log_console(self, writes: list[tuple[str, str]]) -> None:
+        """With ``shows_console``: what the run wrote, as (``stdout`` or ``stderr``, text)."""
 
     def commit(self) -> dict[str, Any] | None:
         """Make what was logged so far durable: after this, ``trackers.json`` counts it (with
@@ -219,6 +226,16 @@ class Tracker(Sink):
             self._queue.append(("config", flatten(run.config)))
         self._thread = threading.Thread(target=self._work, name=f"rlrec-{self.name}", daemon=True)
         self._thread.start()
+        self._console = None
+        if self.shows_console:
+            from rlrec.console_capture import ConsoleCapture
+
+            self._console = ConsoleCapture(self._heard)
+            self._console.start()
+
+    def _heard(self, stream: str, text: str) -> None:
+        if self.failure is None:
+            self._queue.append(("console", (stream, text)))
 
     def restore(self, records: list[EpisodeRecord]) -> None:
         """A resumed run's earlier episodes: the curve needs them, and a tracker added on resume
@@ -255,6 +272,8 @@ class Tracker(Sink):
 
     def close(self, summary: dict[str, Any]) -> None:
         """Log what is left, the summary and the curve; wait for the tracker to finish."""
+        if self._console is not None:  # the console sink's summary has been printed
+            self._console.stop()
         memory = self._memory if len(self._memory[0]) >= 2 else None
         curve = (self._curve.returns, list(self._curve.filmed), memory)
         self._queue.append(("end", (summary, curve)))
@@ -328,6 +347,7 @@ class Tracker(Sink):
             return {}
         rows: list[tuple[Any, ...]] = []
         samples: list[MemorySample] = []
+        console: list[tuple[str, str]] = []
         at, batch = None, None
         try:
             for kind, item in items:
@@ -337,6 +357,9 @@ class Tracker(Sink):
                     continue
                 if kind == "memory":
                     samples.append(MemorySample(*item))
+                    continue
+                if kind == "console":
+                    console.append(item)
                     continue
                 if rows:
                     batch = EpisodeBatch(rows)
@@ -354,6 +377,8 @@ class Tracker(Sink):
                 batch = None
             if samples:
                 self.log_memory(samples)
+            if console:
+                self.log_console(console)
             ends = [item for kind, item in items if kind == "end"]
             # counted before the end's work: episodes logged stay counted if that fails
             self._committed(at, self.commit())

@@ -43,6 +43,7 @@ class WandbSink(Tracker):
 
     name = "wandb"
     runs_in = "process"
+    shows_console = True  # the Logs tab: what the run printed, not this process's nothing
 
     def __init__(
         self,
@@ -132,6 +133,11 @@ class WandbSink(Tracker):
     def log_memory(self, samples: list[MemorySample]) -> None:
         for sample in samples:
             self._run.log({"system/episode": sample.episode, "system/rss_bytes": sample.rss_bytes})
+
+    def log_console(self, writes: list[tuple[str, str]]) -> None:
+        # W&B's own console capture, fed with the run's writes (it would capture this process)
+        for stream, text in writes:
+            self._run._console_raw_callback(stream, text)
 
     def log_summary(self, summary: dict[str, Any], curve_png: bytes | None) -> None:
         import wandb
