@@ -132,33 +132,11 @@ class EpisodeBatch:
             yield episode, self.wall_times[i], values
 
 
-class Tracker(Sink):
-    """A sink that logs to an experiment tracker from a background thread.
+class TrackerHooks:
+    """The hooks a tracker implements, and how a batch is handed to them where they run (a
+    thread of the run's process, or the tracker's own process): ``begin``, then ``handle``."""
 
-    A subclass names itself (``name``: its key under ``sinks``) and implements ``start`` (before
-    the first episode) and the ``log_*`` hooks, ``commit`` and ``finish`` (in the order the run
-    produced them), all where ``runs_in`` says: a background thread of the run's process, or a
-    process of the tracker's own.
-    """
-
-    name: ClassVar[str] = "tracker"
-    #: Where the hooks run: ``"thread"``, a thread of the run's process (their work holds the
-    #: GIL, so it is taken out of the loop's time), or ``"process"``, a process of the tracker's
-    #: own (the loop never waits for them, for the process's memory; the tracker is pickled).
-    runs_in: str = "thread"
-    #: Seconds between two batches; the last batch is logged when the run ends.
-    interval_s: ClassVar[float] = 1.0
-    #: How long the run waits at its end for the tracker to finish logging.
-    close_timeout_s: ClassVar[float] = 300.0
-    #: Episodes in the learning curve's moving average.
-    window: ClassVar[int] = 100
-
-    #: Whether the tracker shows the run's console (W&B's Logs tab): what the run prints and
-    #: logs while it goes is handed to ``log_console``.
-    shows_console: ClassVar[bool] = False
-
-    failure: dict[str, Any] | None = None  # in the run's process: why the tracker stopped
-    _failed = False  # where the hooks run: they raised, nothing more is logged
+    _failed = False  # the hooks raised: nothing more is logged
 
     # -- what a tracker implements ------------------------------------------------------------
     def start(self, run: RunInfo, earlier: dict[str, Any] | None) -> dict[str, Any]:
@@ -191,6 +169,126 @@ class Tracker(Sink):
 
     def finish(self, status: str) -> None:
         """End the tracker run (``status``: complete, interrupted or failed)."""
+
+    # -- where the hooks run (this process's thread, or the tracker's own process) -------------
+    def begin(self, run: RunInfo, earlier: dict[str, Any] | None) -> None:
+        """Start the tracker and record it in ``trackers.json``. From here on, the process the
+        hooks run in is the one that counts what was logged, after each commit: a run killed
+        while its tracker's process finishes a batch still has that batch counted."""
+        self._files = RunDir(run.run_dir)
+        entry = self.start(run, earlier)
+        skip = int(earlier.get("logged", 0)) if earlier else 0
+        pid = os.getpid() if self.runs_in == "process" else None
+        self._entry = {**entry, "logged": skip, "pid": pid}
+        self._files.update_tracker(self.name, self._entry)
+
+    def _committed(self, last: int | None, commit: dict[str, Any] | None) -> None:
+        entry = self._entry | (commit or {})
+        if last is not None:
+            entry["logged"] = max(entry["logged"], last + 1)
+        if entry != self._entry:
+            self._entry = entry
+            self._files.update_tracker(self.name, entry)
+
+    def handle(self, items: list[tuple[str, Any]]) -> dict[str, Any]:
+        """Hand ``items`` to the hooks in order, a run of consecutive episodes as one batch,
+        commit, and count it in ``trackers.json``. Returns ``{}``, or
+        ``{"failure": {"episode", "error"}}`` (after which nothing more is logged)."""
+        if self._failed:
+            self._finish_quietly(items)
+            return {}
+        rows: list[tuple[Any, ...]] = []
+        samples: list[MemorySample] = []
+        console: list[tuple[str, str]] = []
+        at, batch = None, None
+        try:
+            for kind, item in items:
+                if kind == "episode":
+                    rows.append(item)
+                    at = item[0]
+                    continue
+                if kind == "memory":
+                    samples.append(MemorySample(*item))
+                    continue
+                if kind == "console":
+                    console.append(item)
+                    continue
+                if rows:
+                    batch = EpisodeBatch(rows)
+                    self.log_episodes(batch)
+                    rows, batch = [], None
+                if kind == "video":
+                    at = item[0]
+                    _await_file(item[1])
+                    self.log_video(*item)
+                elif kind == "config":
+                    self.log_config(item)
+            if rows:
+                batch = EpisodeBatch(rows)
+                self.log_episodes(batch)
+                batch = None
+            if samples:
+                self.log_memory(samples)
+            if console:
+                self.log_console(console)
+            ends = [item for kind, item in items if kind == "end"]
+            # counted before the end's work: episodes logged stay counted if that fails
+            self._committed(at, self.commit())
+            if ends:
+                self._committed(None, self._end(*ends[0]))
+                self._committed(None, {"pid": None})  # finished: nothing to wait for
+            return {}
+        except Exception as err:
+            self._failed = True
+            self._finish_quietly(items)
+            error = f"{type(err).__name__}: {' '.join(str(err).split())}"
+            return {"failure": {"episode": batch.current if batch else at, "error": error}}
+
+    def _end(self, summary: dict[str, Any], curve: Any) -> dict[str, Any] | None:
+        """The summary and the curve, a last commit, and the end of the tracker run."""
+        from rlrec.plots import learning_curve_png
+
+        returns, filmed, memory = curve
+        png = learning_curve_png(returns, filmed, self.window, memory) if len(returns) else None
+        self.log_summary(summary, png)
+        commit = self.commit()
+        self.finish(summary.get("status", "failed"))
+        return commit
+
+    def _finish_quietly(self, items: list[tuple[str, Any]]) -> None:
+        """A failed tracker still gets to release what it holds at the end, if it can."""
+        for kind, item in items:
+            if kind == "end":
+                with contextlib.suppress(Exception):
+                    self.finish(item[0].get("status", "failed"))
+
+
+class Tracker(TrackerHooks, Sink):
+    """A sink that logs to an experiment tracker from a background thread.
+
+    A subclass names itself (``name``: its key under ``sinks``) and implements ``start`` (before
+    the first episode) and the ``log_*`` hooks, ``commit`` and ``finish`` (in the order the run
+    produced them), all where ``runs_in`` says: a background thread of the run's process, or a
+    process of the tracker's own.
+    """
+
+    name: ClassVar[str] = "tracker"
+    #: Where the hooks run: ``"thread"``, a thread of the run's process (their work holds the
+    #: GIL, so it is taken out of the loop's time), or ``"process"``, a process of the tracker's
+    #: own (the loop never waits for them, for the process's memory; the tracker is pickled).
+    runs_in: str = "thread"
+    #: Seconds between two batches; the last batch is logged when the run ends.
+    interval_s: ClassVar[float] = 1.0
+    #: How long the run waits at its end for the tracker to finish logging.
+    close_timeout_s: ClassVar[float] = 300.0
+    #: Episodes in the learning curve's moving average.
+    window: ClassVar[int] = 100
+
+    #: Whether the tracker shows the run's console (W&B's Logs tab): what the run prints and
+    #: logs while it goes is handed to ``log_console``.
+    shows_console: ClassVar[bool] = False
+
+    failure: dict[str, Any] | None = None  # in the run's process: why the tracker stopped
 
     # -- the sink (in the run's thread) -------------------------------------------------------
     def open(self, run: RunInfo) -> None:
@@ -317,98 +415,6 @@ class Tracker(Sink):
             where,
             failure["error"],
         )
-
-    # -- where the hooks run (this process's thread, or the tracker's own process) -------------
-    def begin(self, run: RunInfo, earlier: dict[str, Any] | None) -> None:
-        """Start the tracker and record it in ``trackers.json``. From here on, the process the
-        hooks run in is the one that counts what was logged, after each commit: a run killed
-        while its tracker's process finishes a batch still has that batch counted."""
-        self._files = RunDir(run.run_dir)
-        entry = self.start(run, earlier)
-        skip = int(earlier.get("logged", 0)) if earlier else 0
-        pid = os.getpid() if self.runs_in == "process" else None
-        self._entry = {**entry, "logged": skip, "pid": pid}
-        self._files.update_tracker(self.name, self._entry)
-
-    def _committed(self, last: int | None, commit: dict[str, Any] | None) -> None:
-        entry = self._entry | (commit or {})
-        if last is not None:
-            entry["logged"] = max(entry["logged"], last + 1)
-        if entry != self._entry:
-            self._entry = entry
-            self._files.update_tracker(self.name, entry)
-
-    def handle(self, items: list[tuple[str, Any]]) -> dict[str, Any]:
-        """Hand ``items`` to the hooks in order, a run of consecutive episodes as one batch,
-        commit, and count it in ``trackers.json``. Returns ``{}``, or
-        ``{"failure": {"episode", "error"}}`` (after which nothing more is logged)."""
-        if self._failed:
-            self._finish_quietly(items)
-            return {}
-        rows: list[tuple[Any, ...]] = []
-        samples: list[MemorySample] = []
-        console: list[tuple[str, str]] = []
-        at, batch = None, None
-        try:
-            for kind, item in items:
-                if kind == "episode":
-                    rows.append(item)
-                    at = item[0]
-                    continue
-                if kind == "memory":
-                    samples.append(MemorySample(*item))
-                    continue
-                if kind == "console":
-                    console.append(item)
-                    continue
-                if rows:
-                    batch = EpisodeBatch(rows)
-                    self.log_episodes(batch)
-                    rows, batch = [], None
-                if kind == "video":
-                    at = item[0]
-                    _await_file(item[1])
-                    self.log_video(*item)
-                elif kind == "config":
-                    self.log_config(item)
-            if rows:
-                batch = EpisodeBatch(rows)
-                self.log_episodes(batch)
-                batch = None
-            if samples:
-                self.log_memory(samples)
-            if console:
-                self.log_console(console)
-            ends = [item for kind, item in items if kind == "end"]
-            # counted before the end's work: episodes logged stay counted if that fails
-            self._committed(at, self.commit())
-            if ends:
-                self._committed(None, self._end(*ends[0]))
-                self._committed(None, {"pid": None})  # finished: nothing to wait for
-            return {}
-        except Exception as err:
-            self._failed = True
-            self._finish_quietly(items)
-            error = f"{type(err).__name__}: {' '.join(str(err).split())}"
-            return {"failure": {"episode": batch.current if batch else at, "error": error}}
-
-    def _end(self, summary: dict[str, Any], curve: Any) -> dict[str, Any] | None:
-        """The summary and the curve, a last commit, and the end of the tracker run."""
-        from rlrec.plots import learning_curve_png
-
-        returns, filmed, memory = curve
-        png = learning_curve_png(returns, filmed, self.window, memory) if len(returns) else None
-        self.log_summary(summary, png)
-        commit = self.commit()
-        self.finish(summary.get("status", "failed"))
-        return commit
-
-    def _finish_quietly(self, items: list[tuple[str, Any]]) -> None:
-        """A failed tracker still gets to release what it holds at the end, if it can."""
-        for kind, item in items:
-            if kind == "end":
-                with contextlib.suppress(Exception):
-                    self.finish(item[0].get("status", "failed"))
 
 
 __all__ = ["METRICS", "EpisodeBatch", "Tracker", "flatten", "require", "summary_numbers"]
