@@ -230,7 +230,7 @@ def test_a_start_failure_names_its_cause_and_the_fix(tmp_path):
     try:
         port = web.server_address[1]
         cases = {
-            f"http://127.0.0.1:{port}": "HTTP 404, not an MLflow tracking server; it answered: ",
+            f"http://127.0.0.1:{port}": "HTTP 404, not the tracker's server; it answered: ",
             f"127.0.0.1:{port}": f"has no scheme (MLflow would take it for a folder). "
             f"Fix: pass sinks.mlflow.tracking_uri=http://127.0.0.1:{port}",
         }

@@ -37,7 +37,7 @@ from rlrec.memory import MemorySample
 from rlrec.records import RunInfo
 from rlrec.rundir import RunDir, SweepDir
 from rlrec.sinks.sweep_trackers import job_identity, sweep_group
-from rlrec.sinks.tracker import EpisodeBatch, Tracker, require, summary_numbers
+from rlrec.sinks.tracker import EpisodeBatch, Tracker, require, start_failure, summary_numbers
 
 log = logging.getLogger(__name__)
 
@@ -213,38 +213,6 @@ def _page(uri: str, experiment_id: str, run_id: str | None = None) -> str | None
         return None
     page = f"{uri.rstrip('/')}/#/experiments/{experiment_id}"
     return f"{page}{f'/runs/{run_id}' if run_id else ''}?workflowType=machine_learning"
-
-
-def start_failure(err: BaseException) -> str:
-    """Why the first requests failed, cause first: the words of the deepest cause (refused,
-    a name not resolved, a timeout) or the HTTP status and what answered, then the message,
-    cut at a word."""
-    import socket
-
-    chain, seen = [], set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        chain.append(err)
-        err = err.__cause__ or err.__context__
-    words = " ".join(str(chain[0]).split())
-    status = re.search(r"error code (\d{3})", words)
-    if any(isinstance(e, ConnectionRefusedError) for e in chain):
-        cause = "connection refused (nothing listens there)"
-    elif any(isinstance(e, socket.gaierror) for e in chain):
-        cause = "the host name could not be resolved"
-    elif any(isinstance(e, TimeoutError) or "Timeout" in type(e).__name__ for e in chain):
-        cause = "no answer within 10 s"
-    elif status:
-        body = re.search(r"Response body: '(.*)", words)
-        text = " ".join(re.sub(r"<[^>]*>", " ", body.group(1)).split()) if body else ""
-        answered = f"; it answered: {text[:120]}" if text else ""
-        cause = f"HTTP {status.group(1)}, not an MLflow tracking server{answered}"
-    else:
-        root = chain[-1]
-        cause = f"{type(root).__name__}: {' '.join(str(root).split())}"
-    if len(words) > 300:
-        words = words[:300].rsplit(" ", 1)[0] + " ..."
-    return f"{cause}. {type(chain[0]).__name__}: {words}"
 
 
 def training_experiment(client: Any, name: str) -> str:

@@ -23,6 +23,7 @@ import contextlib
 import importlib
 import logging
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -71,6 +72,38 @@ def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+def start_failure(err: BaseException) -> str:
+    """Why a tracker's first requests failed, cause first (refused, a name not resolved, a
+    timeout, or the HTTP status and what answered), then the backend's own words, cut at a word:
+    a long message cut at a fixed length lost the cause."""
+    import socket
+
+    chain, seen = [], set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    words = " ".join(str(chain[0]).split())
+    status = re.search(r"(?:error|status) code:? (\d{3})", words)
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        cause = "connection refused (nothing listens there)"
+    elif any(isinstance(e, socket.gaierror) for e in chain):
+        cause = "the host name could not be resolved"
+    elif any(isinstance(e, TimeoutError) or "Timeout" in type(e).__name__ for e in chain):
+        cause = "no answer in time"
+    elif status:
+        body = re.search(r"Response body: '(.*)", words)
+        text = " ".join(re.sub(r"<[^>]*>", " ", body.group(1)).split()) if body else ""
+        answered = f"; it answered: {text[:120]}" if text else ""
+        cause = f"HTTP {status.group(1)}, not the tracker's server{answered}"
+    else:
+        root = chain[-1]
+        cause = f"{type(root).__name__}: {' '.join(str(root).split())}"
+    if len(words) > 300:
+        words = words[:300].rsplit(" ", 1)[0] + " ..."
+    return f"{cause}. {type(chain[0]).__name__}: {words}"
 
 
 def _wait_for_exit(pid: int, timeout_s: float = 120.0) -> None:
@@ -417,7 +450,15 @@ class Tracker(TrackerHooks, Sink):
         )
 
 
-__all__ = ["METRICS", "EpisodeBatch", "Tracker", "flatten", "require", "summary_numbers"]
+__all__ = [
+    "METRICS",
+    "EpisodeBatch",
+    "Tracker",
+    "flatten",
+    "require",
+    "start_failure",
+    "summary_numbers",
+]
 
 
 def _await_file(path: Path, timeout_s: float = 60.0) -> None:

@@ -30,7 +30,7 @@ from rlrec.memory import MemorySample
 from rlrec.records import RunInfo
 from rlrec.rundir import RunDir, SweepDir
 from rlrec.sinks.sweep_trackers import job_identity, sweep_group
-from rlrec.sinks.tracker import EpisodeBatch, Tracker, require, summary_numbers
+from rlrec.sinks.tracker import EpisodeBatch, Tracker, require, start_failure, summary_numbers
 
 MODES = ("online", "offline", "disabled")
 #: Seconds ``wandb.init`` may take before the run gives up (W&B's own default is 90).
@@ -105,7 +105,7 @@ class WandbSink(Tracker):
         except Exception as err:
             raise ConfigError(
                 "sinks.wandb",
-                f"W&B could not start ({type(err).__name__}: {' '.join(str(err).split())[:300]})",
+                f"W&B could not start: {start_failure(err)}",
                 "check your network and `wandb login`, or pass sinks.wandb.mode=offline",
             ) from None
         for key in ("episode/*", "film"):
