@@ -3,7 +3,7 @@
 Files go to ``<run>/wandb/``. ``define_metric`` makes the episode the x-axis of every per-episode
 key (``episode/return``, ...) and of each film, and ``system/episode`` that of the memory
 (``system/rss_bytes``, as in every tracker), so W&B's own step (one a ``log`` call) never has to be
-monotonic in anything of ours. W&B's system charts watch the run's processes, and its program
+monotonic in anything of ours. W&B's system charts watch the run's process, and its program
 and arguments are the user's command line. Each film is logged as
 ``wandb.Video(<the file rlrec wrote>, format=...)`` at its episode: H.264 by default, which plays
 in W&B's page (an ``mp4v`` file would not). rlrec never moves a video after logging it, so an
@@ -92,9 +92,9 @@ class WandbSink(Tracker):
                 settings=wandb.Settings(
                     init_timeout=INIT_TIMEOUT_S,
                     console="off",
-                    # its system charts: the run's processes (rlrec, encoders, workers)
+                    # its system charts: the run's process (its whole tree would cost the
+                    # loop about 80 us an episode on two cores: W&B walks it at every sample)
                     x_stats_pid=run.pid,
-                    x_stats_track_process_tree=True,
                     **(
                         {"program": str(program), "program_abspath": str(program)}
                         if program
