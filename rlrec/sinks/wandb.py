@@ -19,6 +19,7 @@ which a thread would take from the loop.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -135,9 +136,10 @@ class WandbSink(Tracker):
             self._run.log({"system/episode": sample.episode, "system/rss_bytes": sample.rss_bytes})
 
     def log_console(self, writes: list[tuple[str, str]]) -> None:
-        # W&B's own console capture, fed with the run's writes (it would capture this process)
-        for stream, text in writes:
-            self._run._console_raw_callback(stream, text)
+        # W&B's own console capture, fed with the run's writes (it would capture this process);
+        # a batch's writes to one stream go as one (a line an episode is two writes)
+        for stream, group in itertools.groupby(writes, key=lambda write: write[0]):
+            self._run._console_raw_callback(stream, "".join(text for _, text in group))
 
     def log_summary(self, summary: dict[str, Any], curve_png: bytes | None) -> None:
         import wandb
