@@ -100,3 +100,36 @@ def test_progress_bar_only_on_a_terminal_unless_forced(tmp_path, capsys, force, 
     sink.close({"status": "complete"})
     err = capsys.readouterr().err
     assert ("3/3" in err) is shown
+
+
+def test_parquet_retries_the_episodes_alone_after_their_write_failed(tmp_path, monkeypatch):
+    # a full disk between a flush's actions part and its episodes part: the retry at close
+    # writes the episodes, and their actions are stored once (it raised IndexError there)
+    import dataclasses
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from rlrec.sinks import parquet
+
+    sink = parquet.ParquetSink(flush_seconds=3600)
+    sink.open(_run(tmp_path))
+    for i in range(3):
+        sink.write(dataclasses.replace(_record(i, 10.0 + i, 3), actions=np.array([0, 1, i])))
+    real, failures = parquet._write_whole, []
+
+    def full_disk_once(table, path):
+        if "episode" in path.parent.name and not failures:
+            failures.append(path)
+            raise OSError(28, "No space left on device")
+        real(table, path)
+
+    monkeypatch.setattr(parquet, "_write_whole", full_disk_once)
+    with pytest.raises(OSError):
+        sink.flush()
+    sink.close({})
+    episodes = pq.read_table(tmp_path / "episodes.parquet")
+    actions = pq.read_table(tmp_path / "_actions.parquet")
+    assert failures and episodes["episode"].to_pylist() == [0, 1, 2]
+    assert actions["episode"].to_pylist() == [0, 1, 2]
+    assert [list(a) for a in actions["actions"].to_pylist()] == [[0, 1, i] for i in range(3)]

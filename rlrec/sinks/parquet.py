@@ -139,7 +139,9 @@ class ParquetSink(Sink):
             _column([run.run_seed] * rows, pa.int64()),
             _column([run.job] * rows, pa.int64()),
         ]
-        if self._actions is not None:  # before the episodes: no episode without its actions
+        # the actions before the episodes: no episode without its actions. A retry after the
+        # episodes' write failed (a full disk) finds these episodes' actions stored already
+        if self._actions is not None and self._episode_actions:
             self._write_actions(self._columns["episode"], self._episode_actions)
             self._episode_actions = []
         self._episodes.write(pa.Table.from_arrays(arrays, schema=self._schema))
