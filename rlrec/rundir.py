@@ -476,9 +476,22 @@ class RunDir:
     def write_summary(self, summary: dict[str, Any]) -> None:
         """Write ``summary.json`` whole, as strict JSON (a NaN or an infinity is null), in the
         room kept for it (``keep_room_for_summary``) if the disk filled up meanwhile."""
-        text = json.dumps(_finite(summary), indent=2, allow_nan=False)
-        self.summary_room.unlink(missing_ok=True)
-        write_text(self.summary_file, text + "\n")
+        data = (json.dumps(_finite(summary), indent=2, allow_nan=False) + "\n").encode()
+        room = self.summary_room
+        if room.exists() and len(data) <= SUMMARY_ROOM:
+            # written over the room's own bytes, then renamed: freeing the room first would let
+            # another writer on a full disk (the encoder, still filming) take the space back
+            try:
+                with room.open("r+b") as file:
+                    file.write(data)
+                    file.truncate()
+                os.replace(room, self.summary_file)
+                return
+            except OSError:
+                room.unlink(missing_ok=True)
+        room.unlink(missing_ok=True)
+        with atomic_path(self.summary_file) as tmp:
+            tmp.write_bytes(data)
 
     def keep_room_for_summary(self) -> None:
         """Hold ``SUMMARY_ROOM`` bytes of the disk until the summary is written: a run that

@@ -318,3 +318,39 @@ def test_a_full_disk_ends_with_one_line_and_a_failed_summary(small_disk):
     assert not (run_dir / ".summary-room").exists()
     # a film the disk cut short is dropped whole (FFmpeg may crash closing it: named first)
     assert not [p.name for p in run_dir.rglob("*partial*")]
+
+
+def test_the_summary_goes_in_its_room_while_another_writer_fills_the_disk(small_disk):
+    # the encoder may still be filming when the run writes its summary on a full disk: freeing the
+    # room before writing would hand the space to that writer, and the summary would be lost
+    from rlrec.rundir import RunDir
+
+    run = RunDir(small_disk / "run")
+    run.path.mkdir()
+    run.keep_room_for_summary()
+    filler = small_disk / "film.mp4"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _FILLER, str(filler)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout.readline().strip() == "full"  # it keeps trying, as an encoder does
+        run.write_summary({"status": "failed", "n": 7, "error": "OSError: no space"})
+    finally:
+        writer.kill()
+        writer.wait()
+    assert json.loads(run.summary_file.read_text())["n"] == 7
+    assert not run.summary_room.exists()
+
+
+_FILLER = """
+import sys
+with open(sys.argv[1], "wb", buffering=0) as film:
+    told = False
+    while True:
+        try:
+            film.write(bytes(4096))
+        except OSError:
+            if not told:
+                print("full", flush=True)
+                told = True
+"""
