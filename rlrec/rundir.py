@@ -99,6 +99,23 @@ def write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def _write_in_room(room: Path, path: Path, data: bytes) -> bool:
+    """Write ``data`` over the bytes of ``room`` (a file kept for it) and rename it to ``path``;
+    False, with the room gone, if there is no room or it is too small. Freeing the room first
+    would let another writer on a full disk (the encoder, still filming) take the space back."""
+    try:
+        if room.stat().st_size >= len(data):
+            with room.open("r+b") as file:
+                file.write(data)
+                file.truncate()
+            os.replace(room, path)
+            return True
+    except OSError:
+        pass
+    room.unlink(missing_ok=True)
+    return False
+
+
 class Busy(Exception):
     """Another process writes the run directory (its pid, when it said)."""
 
@@ -477,21 +494,9 @@ class RunDir:
         """Write ``summary.json`` whole, as strict JSON (a NaN or an infinity is null), in the
         room kept for it (``keep_room_for_summary``) if the disk filled up meanwhile."""
         data = (json.dumps(_finite(summary), indent=2, allow_nan=False) + "\n").encode()
-        room = self.summary_room
-        if room.exists() and len(data) <= SUMMARY_ROOM:
-            # written over the room's own bytes, then renamed: freeing the room first would let
-            # another writer on a full disk (the encoder, still filming) take the space back
-            try:
-                with room.open("r+b") as file:
-                    file.write(data)
-                    file.truncate()
-                os.replace(room, self.summary_file)
-                return
-            except OSError:
-                room.unlink(missing_ok=True)
-        room.unlink(missing_ok=True)
-        with atomic_path(self.summary_file) as tmp:
-            tmp.write_bytes(data)
+        if not _write_in_room(self.summary_room, self.summary_file, data):
+            with atomic_path(self.summary_file) as tmp:
+                tmp.write_bytes(data)
 
     def keep_room_for_summary(self) -> None:
         """Hold ``SUMMARY_ROOM`` bytes of the disk until the summary is written: a run that

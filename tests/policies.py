@@ -61,7 +61,9 @@ class BatchBalancePolicy(BalancePolicy):
 
 class FailsInWorker(BalancePolicy):
     """Balances, but in worker process ``worker`` fails at its ``after``-th episode: by raising,
-    or by killing its own process (``how=kill``), as an out-of-memory kill would."""
+    or by killing its own process (``how=kill``), as an out-of-memory kill would. With ``mark``
+    (a file), it fails only once another worker has finished an episode (it makes the file): on
+    a busy machine that worker may start late."""
 
     def __init__(
         self,
@@ -70,15 +72,24 @@ class FailsInWorker(BalancePolicy):
         worker: int = 1,
         after: int = 3,
         how="raise",
+        mark: str | None = None,
     ) -> None:
         import multiprocessing
 
         self.armed = multiprocessing.current_process().name == f"rlrec-worker-{worker}"
-        self.after, self.how, self.episodes = after, how, 0
+        self.after, self.how, self.mark, self.episodes = after, how, mark, 0
 
     def reset(self, seed: int) -> None:
+        import time
+        from pathlib import Path
+
         self.episodes += 1
+        if self.mark and not self.armed and self.episodes == 2:
+            Path(self.mark).touch()
         if self.armed and self.episodes > self.after:
+            deadline = time.monotonic() + 120
+            while self.mark and not Path(self.mark).exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
             if self.how == "kill":
                 import os
                 import signal

@@ -210,13 +210,14 @@ def test_mistakes_name_the_key(tmp_path: Path, overrides: list[str], key: str) -
 @pytest.mark.parametrize("how", ["raise", "kill"])
 def test_a_failing_worker_fails_the_run_and_keeps_the_episodes(tmp_path: Path, how: str) -> None:
     failing = "policy._target_=tests.policies.FailsInWorker"
-    # A killed worker is noticed at once (its pipe ends): it dies late enough that the other
-    # worker has surely finished episodes by then, whose keeping this test checks.
+    # The failing worker fails only once the other has finished an episode (its keeping is what
+    # this test checks); a killed one is noticed at once (its pipe ends).
     after = 30 if how == "raise" else 120
     result = run_cli(
         [
             *("episodes=400", "trigger=never", "workers=2", "policy=custom", failing),
             *(f"+policy.how={how}", f"+policy.after={after}", "sinks=[parquet]"),
+            f"+policy.mark={tmp_path / 'worker-0-finished-one'}",
         ],
         tmp_path / "run",
     )
