@@ -131,6 +131,7 @@ def write_run_report(
         + (" ".join(f"<code>{_e(o)}</code>" for o in overrides) or "none")
         + "</p>",
         f"<details><summary>The whole config</summary><pre>{_e(config_text)}</pre></details>",
+        _tracker_failures(run, summary.get("tracker_failures") or {}),
         "<h2>Summary</h2>",
         _stats(summary, len(report.returns)),
         "<h2>Returns</h2>",
@@ -216,6 +217,22 @@ def write_sweep_report(sweep: SweepDir, jobs: Any, groups: Any, window: int = 10
 
 
 # -- pieces ------------------------------------------------------------------------------------
+
+
+def _tracker_failures(run: RunDir, failures: dict[str, Any]) -> str:
+    """The trackers the run gave up on, and how to send them what they lack."""
+    if not failures:
+        return ""
+    items = "".join(
+        f"<li><b>{_e(name)}</b>: failed at episode {_e(_or(failure.get('episode'), 'the end'))}"
+        f" ({_e(failure.get('error', ''))})</li>"
+        for name, failure in sorted(failures.items())
+    )
+    return (
+        f'<div class="tracker-failures"><p>Trackers given up on (they lack episodes; '
+        f"<code>rlrec-sync {_e(str(run.path))}</code> sends them what they lack):</p>"
+        f"<ul>{items}</ul></div>"
+    )
 
 
 def _page(title: str, parts: Iterable[str]) -> str:

@@ -24,6 +24,7 @@ from rlrec.resume import ResumePoint, find_resume_point, truncate
 from rlrec.rundir import WriterLock, hold_run_dir
 from rlrec.seeding import reseed_globals
 from rlrec.sinks import Sink
+from rlrec.sinks.report import ReportSink
 from rlrec.sinks.tracker import Tracker
 from rlrec.stats import RunTotals
 
@@ -263,22 +264,37 @@ class Runner:
                     o.filming.timelapse()
                 except Exception as err:
                     failed(err, "the timelapse")
+        # the report after the trackers: it names those the run gave up on, to the end
         rest = sorted(
             (sink for sink in sinks if not sink.closes_first),
-            key=lambda sink: isinstance(sink, Tracker),
+            key=lambda sink: 2 if isinstance(sink, ReportSink) else isinstance(sink, Tracker),
         )
         self._sample_memory(final=True, at_least=most[0], sinks=rest)
         if self._memory.enabled:
             summary["peak_rss_bytes"] = self._memory.peak
+        trackers = [sink for sink in sinks if isinstance(sink, Tracker)]
         for sink in rest:
+            if isinstance(sink, ReportSink):
+                summary["tracker_failures"] = _failures(trackers)
             close(sink)
-        summary["tracker_failures"] = {
-            sink.name: sink.failure for sink in sinks if isinstance(sink, Tracker) and sink.failure
-        }
+        summary["tracker_failures"] = _failures(trackers)
+        for name, failure in summary["tracker_failures"].items():
+            log.warning(
+                "the %s tracker lacks episodes from %s on (%s): rlrec-sync %s sends them",
+                name, _or(failure["episode"], "the end"), failure["error"], o.run.path,
+            )  # fmt: skip
         o.run.write_summary(summary)
         o.close()
         if errors and complete:
             raise errors[0]
+
+
+def _failures(trackers: list[Tracker]) -> dict[str, Any]:
+    return {sink.name: sink.failure for sink in trackers if sink.failure}
+
+
+def _or(value: Any, instead: str) -> Any:
+    return instead if value is None else value
 
 
 class InOrder:

@@ -138,19 +138,56 @@ def test_a_tracker_that_fails_mid_run_costs_one_warning_not_the_run(tmp_path, ow
     run = tmp_path / "run"
     output = result.proc.stdout + result.proc.stderr  # Hydra logs to stdout
     warnings = [line for line in output.splitlines() if "flaky" in line]
-    assert len(warnings) == 1 and "WARNING" in warnings[0], output
+    # when it fails, and in the run's closing lines: what it lacks and how to send it
+    assert len(warnings) == 2 and all("WARNING" in w for w in warnings), output
     assert "failed at episode 5" in warnings[0] and "Traceback" not in output
+    assert "lacks episodes from 5 on" in warnings[1] and f"rlrec-sync {run}" in warnings[1]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["n"] == 12
     assert summary["tracker_failures"] == {
-        "flaky": {"episode": 5, "error": "RuntimeError: the tracker's server went away"}
+        "flaky": {
+            "episode": 5,
+            "error": "RuntimeError: the tracker's server went away",
+            "retried_s": 0.0,
+        }
     }
+    assert "rlrec-sync" in (run / "report.html").read_text()  # the page names it too
+    assert json.loads((run / "trackers.json").read_text())["flaky"]["episodes"] == [[0, 4]]
     assert pd.read_parquet(run / "episodes.parquet")["episode"].tolist() == list(range(12))
     assert sorted(p.name for p in (run / "videos").iterdir()) == [
         f"eval-episode-{i}.mp4" for i in (0, 4, 8)
     ]
     logged = [json.loads(line)["episode"] for line in (run / LOG).read_text().splitlines()]
     assert logged == [0, 1, 2, 3, 4]  # what it took before it went down, once each
+
+
+@pytest.mark.parametrize("own_process", [False, True])
+def test_a_tracker_down_for_a_while_gets_every_episode_once(tmp_path, own_process):
+    args = [
+        f"+sinks.flaky.own_process={own_process}",
+        "episodes=400",
+        "env.max_episode_steps=50",
+        "trigger=never",
+        "+sinks.flaky._target_=tests.trackers.FlakyTracker",
+        "+sinks.flaky.fail_at=5",
+        "+sinks.flaky.down_s=2.5",
+        "+sinks.flaky.retry_s=30",
+    ]
+    result = run_cli(args, tmp_path / "run")
+    assert result.code == 0, result.proc.stderr[-2000:]
+    run = tmp_path / "run"
+    output = result.proc.stdout + result.proc.stderr
+    assert "flaky tracker failed at episode 5" in output and "retrying for 30" in output
+    assert "flaky tracker is back after" in output and "lacks episodes" not in output
+    logged = [json.loads(line) for line in (run / LOG).read_text().splitlines()]
+    assert [x["episode"] for x in logged] == list(range(400))  # every episode, in order, once
+    rows = pd.read_parquet(run / "episodes.parquet")
+    assert [x["return"] for x in logged] == rows["return"].tolist()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["tracker_failures"] == {}
+    entry = json.loads((run / "trackers.json").read_text())["flaky"]
+    assert entry["episodes"] == [[0, 399]] and entry["logged"] == 400
+    assert entry["ended"] == "complete"
 
 
 @pytest.mark.parametrize("own_process", [False, True])

@@ -4,6 +4,7 @@ in the run directory, and goes down at a chosen episode (or cannot start at all)
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +15,24 @@ LOG = "flaky.jsonl"
 
 
 class FlakyTracker(Tracker):
-    """Raises at episode ``fail_at`` (never with None); ``start_error``: cannot start;
-    ``own_process``: its hooks run in a process of their own."""
+    """Goes down at episode ``fail_at`` (never with None): for good, or for ``down_s`` seconds;
+    ``start_error``: cannot start; ``own_process``: its hooks run in a process of their own;
+    ``retry_s``: as every tracker's (0 here: given up on at once)."""
 
     name = "flaky"
 
     def __init__(
-        self, fail_at: int | None = 5, start_error: bool = False, own_process: bool = False
+        self,
+        fail_at: int | None = 5,
+        start_error: bool = False,
+        own_process: bool = False,
+        retry_s: float = 0,
+        down_s: float | None = None,
     ) -> None:
-        self.fail_at, self.start_error = fail_at, start_error
+        self.fail_at, self.start_error, self.down_s = fail_at, start_error, down_s
         self.runs_in = "process" if own_process else "thread"
+        self.retry_s = retry_s
+        self._outage_since: float | None = None
 
     def start(self, run: RunInfo, earlier: dict[str, Any] | None) -> dict[str, Any]:
         if self.start_error:
@@ -32,8 +41,12 @@ class FlakyTracker(Tracker):
         return {"id": earlier["id"] if earlier else "flaky-run-1"}
 
     def log_episodes(self, batch: EpisodeBatch) -> None:
+        # a batch is one request: taken whole or not at all, as a server takes it
+        if self._outage_since is not None or self.fail_at in batch.episodes:
+            self._outage_since = self._outage_since or time.monotonic()
+            if self.down_s is None or time.monotonic() - self._outage_since < self.down_s:
+                batch.current = max(self.fail_at, batch.episodes[0])
+                raise RuntimeError("the tracker's server went away")
         with self._log.open("a") as out:
             for episode, _, metrics in batch.rows():
-                if episode == self.fail_at:
-                    raise RuntimeError("the tracker's server went away")
                 out.write(json.dumps({"episode": episode, **metrics}) + "\n")

@@ -37,7 +37,14 @@ from rlrec.memory import MemorySample
 from rlrec.records import RunInfo
 from rlrec.rundir import RunDir, SweepDir
 from rlrec.sinks.sweep_trackers import job_identity, sweep_group
-from rlrec.sinks.tracker import EpisodeBatch, Tracker, require, start_failure, summary_numbers
+from rlrec.sinks.tracker import (
+    EpisodeBatch,
+    Tracker,
+    require,
+    retry_delay,
+    start_failure,
+    summary_numbers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +62,14 @@ class MlflowSink(Tracker):
     name = "mlflow"
     runs_in = "process"
 
-    def __init__(self, tracking_uri: str | None = None, experiment_name: str = "rlrec") -> None:
+    def __init__(
+        self,
+        tracking_uri: str | None = None,
+        experiment_name: str = "rlrec",
+        retry_s: float = Tracker.retry_s,
+    ) -> None:
         require("mlflow", "mlflow", "sinks.mlflow")
+        self.retry_s = retry_delay(self.name, retry_s)
         if not isinstance(experiment_name, str) or not experiment_name:
             raise ConfigError(
                 "sinks.mlflow.experiment_name",
@@ -160,6 +173,12 @@ class MlflowSink(Tracker):
             self._client.log_image(self._run_id, _png_image(curve_png), RunDir.LEARNING_CURVE)
         if self._files.episodes.exists():
             self._client.log_artifact(self._run_id, str(self._files.episodes))
+
+    def holds(self) -> list[int]:
+        """The episodes the MLflow run holds (the steps of ``episode/return``): what a run cut
+        off mid-batch sent without counting it is not sent again."""
+        history = self._client.get_metric_history(self._run_id, "episode/return")
+        return [metric.step for metric in history]
 
     def finish(self, status: str) -> None:
         state = {"complete": "FINISHED", "interrupted": "KILLED"}.get(status, "FAILED")

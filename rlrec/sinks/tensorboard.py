@@ -37,7 +37,7 @@ from rlrec.memory import MemorySample
 from rlrec.records import RunInfo
 from rlrec.rundir import RunDir, partial_path
 from rlrec.sinks.sweep_trackers import telling_overrides
-from rlrec.sinks.tracker import EpisodeBatch, Tracker, require, summary_numbers
+from rlrec.sinks.tracker import EpisodeBatch, Tracker, require, retry_delay, summary_numbers
 from rlrec.video import Encoder, VideoSettings
 
 #: The hparams plugin's tags (TensorBoard's own names).
@@ -62,8 +62,10 @@ class TensorBoardSink(Tracker):
         films: bool = True,
         film_width: int | None = 300,
         own_process: bool = False,
+        retry_s: float = Tracker.retry_s,
     ) -> None:
         require("tensorboardX", "tensorboard", "sinks.tensorboard")
+        self.retry_s = retry_delay(self.name, retry_s)
         check_number("sinks.tensorboard.film_width", film_width, 16, integer=True, allow_none=True)
         self.log_dir, self.films, self.film_width = log_dir, bool(films), film_width
         self.runs_in = "process" if own_process else "thread"
@@ -75,7 +77,10 @@ class TensorBoardSink(Tracker):
 
         files = RunDir(run.run_dir)
         self._overrides, sweep = telling_overrides(files)
-        if earlier is not None:  # resumed: the same TensorBoard run, a new event file in it
+        # resumed: the same TensorBoard run, a new event file in it (if its folder is still
+        # there: else it starts again, and is sent every episode)
+        fresh = earlier is None or not Path(earlier["id"]).is_dir()
+        if not fresh:
             folder = Path(earlier["id"])
             _cut_to_commit(earlier)
         elif self.log_dir is None:
@@ -93,7 +98,7 @@ class TensorBoardSink(Tracker):
         )
         self._records = RecordWriter(str(self._file))
         self._write(Event(wall_time=self._started, file_version="brain.Event:2"))
-        return {"id": str(folder), **self.commit()}
+        return {"id": str(folder), **self.commit(), "fresh": fresh}
 
     def log_config(self, config: dict[str, Any]) -> None:
         from tensorboardX.proto.api_pb2 import Experiment, HParamInfo, MetricInfo, MetricName

@@ -31,7 +31,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rlrec.config import is_number
+from rlrec.config import check_number, is_number
+from rlrec.episode_ranges import EpisodeRanges
 from rlrec.errors import ConfigError
 from rlrec.memory import MemorySample
 from rlrec.plots import CurveData
@@ -56,6 +57,12 @@ def require(module: str, extra: str, key: str) -> Any:
             f"needs the {extra} extra ({err})",
             f'pip install -e ".[{extra}]" (or pip install "rlrec[{extra}]")',
         ) from None
+
+
+def retry_delay(name: str, retry_s: Any) -> float:
+    """``sinks.<name>.retry_s`` checked: seconds, 0 or more (0: give up at the first failure)."""
+    check_number(f"sinks.{name}.retry_s", retry_s, 0)
+    return float(retry_s)
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
@@ -169,8 +176,6 @@ class TrackerHooks:
     """The hooks a tracker implements, and how a batch is handed to them where they run (a
     thread of the run's process, or the tracker's own process): ``begin``, then ``handle``."""
 
-    _failed = False  # the hooks raised: nothing more is logged
-
     # -- what a tracker implements ------------------------------------------------------------
     def start(self, run: RunInfo, earlier: dict[str, Any] | None) -> dict[str, Any]:
         """Connect (or open files); ``earlier`` is this tracker's entry in ``trackers.json`` when
@@ -203,6 +208,11 @@ class TrackerHooks:
     def finish(self, status: str) -> None:
         """End the tracker run (``status``: complete, interrupted or failed)."""
 
+    def holds(self) -> list[int]:
+        """On a resumed tracker run, the episodes its backend says it holds already (asked of
+        the backend itself where it can say: they are not sent again)."""
+        return []
+
     # -- where the hooks run (this process's thread, or the tracker's own process) -------------
     def begin(self, run: RunInfo, earlier: dict[str, Any] | None) -> None:
         """Start the tracker and record it in ``trackers.json``. From here on, the process the
@@ -210,35 +220,42 @@ class TrackerHooks:
         while its tracker's process finishes a batch still has that batch counted."""
         self._files = RunDir(run.run_dir)
         entry = self.start(run, earlier)
-        skip = int(earlier.get("logged", 0)) if earlier else 0
+        # a backend that lost its run's files (a deleted TensorBoard folder) starts again empty
+        fresh = earlier is None or entry.pop("fresh", False)
+        self._held = EpisodeRanges() if fresh else EpisodeRanges.of_entry(earlier)
+        if not fresh:
+            self._held.add_all(self.holds())
+        self._config_logged = not fresh
         pid = os.getpid() if self.runs_in == "process" else None
-        self._entry = {**entry, "logged": skip, "pid": pid}
+        self._entry = {k: v for k, v in entry.items() if k != "ended"} | {"pid": pid}
+        self._entry |= {"episodes": self._held.ranges(), "logged": len(self._held)}
         self._files.update_tracker(self.name, self._entry)
 
-    def _committed(self, last: int | None, commit: dict[str, Any] | None) -> None:
+    def _committed(self, done: list[int], commit: dict[str, Any] | None) -> None:
         entry = self._entry | (commit or {})
-        if last is not None:
-            entry["logged"] = max(entry["logged"], last + 1)
+        if done:
+            self._held.add_all(done)
+            entry |= {"episodes": self._held.ranges(), "logged": len(self._held)}
         if entry != self._entry:
             self._entry = entry
             self._files.update_tracker(self.name, entry)
 
     def handle(self, items: list[tuple[str, Any]]) -> dict[str, Any]:
-        """Hand ``items`` to the hooks in order, a run of consecutive episodes as one batch,
-        commit, and count it in ``trackers.json``. Returns ``{}``, or
-        ``{"failure": {"episode", "error"}}`` (after which nothing more is logged)."""
-        if self._failed:
-            self._finish_quietly(items)
-            return {}
+        """Hand ``items`` to the hooks in order, a run of consecutive episodes as one batch (an
+        episode the tracker holds already is left out), commit, and count it in
+        ``trackers.json``. Returns ``{}``, or ``{"failure": {"episode", "error"}}``: the items
+        may be handed again (a retry), and what was committed is not logged twice."""
         rows: list[tuple[Any, ...]] = []
         samples: list[MemorySample] = []
         console: list[tuple[str, str]] = []
-        at, batch = None, None
+        done: list[int] = []
+        at, batch, held = None, None, self._held
         try:
             for kind, item in items:
                 if kind == "episode":
-                    rows.append(item)
-                    at = item[0]
+                    if item[0] not in held:
+                        rows.append(item)
+                        at = item[0]
                     continue
                 if kind == "memory":
                     samples.append(MemorySample(*item))
@@ -249,16 +266,23 @@ class TrackerHooks:
                 if rows:
                     batch = EpisodeBatch(rows)
                     self.log_episodes(batch)
+                    done += batch.episodes
                     rows, batch = [], None
-                if kind == "video":
+                if kind == "video" and item[0] not in held:
                     at = item[0]
                     _await_file(item[1])
                     self.log_video(*item)
-                elif kind == "config":
+                elif kind == "config" and not self._config_logged:
                     self.log_config(item)
+                    self._config_logged = True
+                elif kind == "abandon":  # given up on: ended as failed, if it can be reached
+                    self.finish("failed")
+                    self._committed([], {"ended": "failed", "pid": None})
+                    return {}
             if rows:
                 batch = EpisodeBatch(rows)
                 self.log_episodes(batch)
+                done += batch.episodes
                 batch = None
             if samples:
                 self.log_memory(samples)
@@ -266,14 +290,17 @@ class TrackerHooks:
                 self.log_console(console)
             ends = [item for kind, item in items if kind == "end"]
             # counted before the end's work: episodes logged stay counted if that fails
-            self._committed(at, self.commit())
+            self._committed(done, self.commit())
             if ends:
-                self._committed(None, self._end(*ends[0]))
-                self._committed(None, {"pid": None})  # finished: nothing to wait for
+                summary = ends[0][0]
+                self._committed([], self._end(*ends[0]))
+                # finished: nothing to wait for, and nothing for rlrec-sync to end again
+                self._committed([], {"pid": None, "ended": summary.get("status", "failed")})
             return {}
         except Exception as err:
-            self._failed = True
-            self._finish_quietly(items)
+            if done:
+                with contextlib.suppress(Exception):
+                    self._committed(done, self.commit())
             error = f"{type(err).__name__}: {' '.join(str(err).split())}"
             return {"failure": {"episode": batch.current if batch else at, "error": error}}
 
@@ -287,13 +314,6 @@ class TrackerHooks:
         commit = self.commit()
         self.finish(summary.get("status", "failed"))
         return commit
-
-    def _finish_quietly(self, items: list[tuple[str, Any]]) -> None:
-        """A failed tracker still gets to release what it holds at the end, if it can."""
-        for kind, item in items:
-            if kind == "end":
-                with contextlib.suppress(Exception):
-                    self.finish(item[0].get("status", "failed"))
 
 
 class Tracker(TrackerHooks, Sink):
@@ -316,6 +336,11 @@ class Tracker(TrackerHooks, Sink):
     close_timeout_s: ClassVar[float] = 300.0
     #: Episodes in the learning curve's moving average.
     window: ClassVar[int] = 100
+    #: How long a failing tracker keeps being retried (with backoff) before the run goes on
+    #: without it (``sinks.<name>.retry_s``); what it missed meanwhile is sent when it is back.
+    retry_s: float = 60.0
+    #: The longest wait between two retries.
+    max_backoff_s: ClassVar[float] = 10.0
 
     #: Whether the tracker shows the run's console (W&B's Logs tab): what the run prints and
     #: logs while it goes is handed to ``log_console``.
@@ -330,8 +355,6 @@ class Tracker(TrackerHooks, Sink):
         if earlier and earlier.get("pid"):  # a killed run's tracker may still finish a batch
             _wait_for_exit(earlier["pid"])
             earlier = self._files.read_trackers().get(self.name)
-        #: Episodes this tracker logged before a resume: never logged twice.
-        self._skip = int(earlier.get("logged", 0)) if earlier else 0
         self._remote = TrackerProcess(self) if self.runs_in == "process" else None
         try:
             self._remote.begin(run, earlier) if self._remote else self.begin(run, earlier)
@@ -344,7 +367,10 @@ class Tracker(TrackerHooks, Sink):
                 f"could not start ({' '.join(words.split())})",
                 f"check the sinks.{self.name} settings, or leave {self.name} out of sinks",
             ) from None
-        url = self._files.read_trackers().get(self.name, {}).get("url")
+        entry = self._files.read_trackers().get(self.name, {})
+        #: The episodes the tracker holds already (a resume, rlrec-sync): not sent again.
+        self._held = EpisodeRanges.of_entry(entry)
+        url = entry.get("url")
         if url:  # where to look: the tracker's page of this run
             log.info("%s: %s", self.name, url)
         self._queue: deque[tuple[str, Any]] = deque()
@@ -353,8 +379,10 @@ class Tracker(TrackerHooks, Sink):
         self._videos: set[str] = set()  # a grid video shared by several episodes is logged once
         self._wake = threading.Event()
         self._closing = False
-        if earlier is None:
-            self._queue.append(("config", flatten(run.config)))
+        self._pending: list[tuple[str, Any]] = []  # handed over while it failed: retried
+        self._down_since: float | None = None
+        self._retry_at, self._backoff = 0.0, 1.0
+        self._queue.append(("config", flatten(run.config)))  # left out if it has it already
         self._thread = threading.Thread(target=self._work, name=f"rlrec-{self.name}", daemon=True)
         self._thread.start()
         self._console = None
@@ -376,7 +404,7 @@ class Tracker(TrackerHooks, Sink):
 
     def write(self, record: EpisodeRecord) -> None:
         self._curve.add(record)
-        if record.episode < self._skip or self.failure is not None:
+        if self.failure is not None or record.episode in self._held:
             return
         self._queue.append(
             (
@@ -398,7 +426,7 @@ class Tracker(TrackerHooks, Sink):
     def memory(self, sample: MemorySample) -> None:
         self._memory[0].append(sample.episode)  # for the curve's memory panel
         self._memory[1].append(sample.rss_bytes)
-        if self.failure is None and sample.episode >= self._skip:
+        if self.failure is None and sample.episode >= self._held.end():
             self._queue.append(("memory", tuple(sample)))
 
     def close(self, summary: dict[str, Any]) -> None:
@@ -407,7 +435,9 @@ class Tracker(TrackerHooks, Sink):
             self._console.stop()
         memory = self._memory if len(self._memory[0]) >= 2 else None
         curve = (self._curve.returns, list(self._curve.filmed), memory)
-        self._queue.append(("end", (summary, curve)))
+        # given up on: ended in its backend as failed, if it can be reached by now
+        end = ("abandon", None) if self.failure is not None else ("end", (summary, curve))
+        self._queue.append(end)
         self._closing = True
         self._wake.set()
         self._thread.join(self.close_timeout_s)
@@ -422,19 +452,58 @@ class Tracker(TrackerHooks, Sink):
             self._wake.wait(self.interval_s)
             self._drain()
         self._drain()
+        while self._pending:  # down at the end: retried until it is back or its time is up
+            time.sleep(max(0.0, self._retry_at - time.monotonic()))
+            self._drain()
 
     def _drain(self) -> None:
         queue = self._queue
-        items = [queue.popleft() for _ in range(len(queue))]
-        if not items or self.failure is not None:
+        items = self._pending + [queue.popleft() for _ in range(len(queue))]
+        self._pending = []
+        if not items:
             return
+        if self.failure is not None:  # given up: only its ending is still tried
+            items = [item for item in items if item[0] == "abandon"]
+            if not items:
+                return
+        elif time.monotonic() < self._retry_at:
+            self._pending = items  # down: wait for the next retry
+            return
+        gone = False
         try:
             outcome = self._remote.handle(items) if self._remote else self.handle(items)
-        except (OSError, EOFError) as err:  # the tracker's process is gone
+        except (OSError, EOFError) as err:  # the tracker's process is gone: no retry
+            gone = True
             first = next((item[0] for kind, item in items if kind == "episode"), None)
             outcome = {"failure": {"episode": first, "error": f"{type(err).__name__}: {err}"}}
         if "failure" in outcome:
-            self._fail(outcome["failure"])
+            self._down(outcome["failure"], items, gone)
+        elif self._down_since is not None:
+            log.warning(
+                "the %s tracker is back after %.0f s; what it missed is sent",
+                self.name,
+                time.monotonic() - self._down_since,
+            )
+            self._down_since, self._backoff = None, 1.0
+
+    def _down(self, failure: dict[str, Any], items: list[tuple[str, Any]], gone: bool) -> None:
+        """A batch failed: keep it and retry with backoff, or give up once ``retry_s`` is up."""
+        if self.failure is not None:
+            return
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+            if not gone and self.retry_s > 0:
+                log.warning(
+                    "the %s tracker failed at episode %s (%s); retrying for %s s",
+                    self.name, failure["episode"], failure["error"], self.retry_s,
+                )  # fmt: skip
+        if gone or now - self._down_since >= self.retry_s:
+            self._fail(failure | {"retried_s": round(now - self._down_since, 1)})
+            return
+        self._pending = items
+        self._retry_at = now + self._backoff
+        self._backoff = min(2 * self._backoff, self.max_backoff_s)
 
     def _fail(self, failure: dict[str, Any]) -> None:
         if self.failure is not None:
@@ -443,10 +512,12 @@ class Tracker(TrackerHooks, Sink):
         episode = failure["episode"]
         where = f"at episode {episode}" if episode is not None else "at the end of the run"
         log.warning(
-            "the %s tracker failed %s (%s); the run goes on without it",
+            "the %s tracker failed %s (%s); the run goes on without it (rlrec-sync %s sends "
+            "it what it lacks)",
             self.name,
             where,
             failure["error"],
+            self._files.path,
         )
 
 
@@ -456,6 +527,7 @@ __all__ = [
     "Tracker",
     "flatten",
     "require",
+    "retry_delay",
     "start_failure",
     "summary_numbers",
 ]

@@ -31,7 +31,14 @@ from rlrec.memory import MemorySample
 from rlrec.records import RunInfo
 from rlrec.rundir import RunDir, SweepDir
 from rlrec.sinks.sweep_trackers import job_identity, sweep_group
-from rlrec.sinks.tracker import EpisodeBatch, Tracker, require, start_failure, summary_numbers
+from rlrec.sinks.tracker import (
+    EpisodeBatch,
+    Tracker,
+    require,
+    retry_delay,
+    start_failure,
+    summary_numbers,
+)
 
 MODES = ("online", "offline", "disabled")
 #: Seconds ``wandb.init`` may take before the run gives up (W&B's own default is 90).
@@ -53,8 +60,10 @@ class WandbSink(Tracker):
         mode: str | None = None,
         group: str | None = None,
         tags: Any = (),
+        retry_s: float = Tracker.retry_s,
     ) -> None:
         require("wandb", "wandb", "sinks.wandb")
+        self.retry_s = retry_delay(self.name, retry_s)
         if mode is not None:
             check_choice("sinks.wandb.mode", mode, MODES)
         self.project, self.entity, self.mode, self.group = project, entity, mode, group
