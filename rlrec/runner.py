@@ -24,7 +24,6 @@ from rlrec.resume import ResumePoint, find_resume_point, truncate
 from rlrec.rundir import WriterLock, hold_run_dir
 from rlrec.seeding import reseed_globals
 from rlrec.sinks import Sink
-from rlrec.sinks.report import ReportSink
 from rlrec.sinks.tracker import Tracker
 from rlrec.stats import RunTotals
 
@@ -264,37 +263,41 @@ class Runner:
                     o.filming.timelapse()
                 except Exception as err:
                     failed(err, "the timelapse")
-        # the report after the trackers: it names those the run gave up on, to the end
-        rest = sorted(
-            (sink for sink in sinks if not sink.closes_first),
-            key=lambda sink: 2 if isinstance(sink, ReportSink) else isinstance(sink, Tracker),
-        )
+        rest = _closing_order(sink for sink in sinks if not sink.closes_first)
         self._sample_memory(final=True, at_least=most[0], sinks=rest)
         if self._memory.enabled:
             summary["peak_rss_bytes"] = self._memory.peak
         trackers = [sink for sink in sinks if isinstance(sink, Tracker)]
         for sink in rest:
-            if isinstance(sink, ReportSink):
+            if sink.closes_last:  # what became of the trackers is known by now
                 summary["tracker_failures"] = _failures(trackers)
             close(sink)
         summary["tracker_failures"] = _failures(trackers)
-        for name, failure in summary["tracker_failures"].items():
-            log.warning(
-                "the %s tracker lacks episodes from %s on (%s): rlrec-sync %s sends them",
-                name, _or(failure["episode"], "the end"), failure["error"], o.run.path,
-            )  # fmt: skip
+        _tell_failures(summary["tracker_failures"], o.run.path)
         o.run.write_summary(summary)
         o.close()
         if errors and complete:
             raise errors[0]
 
 
+def _closing_order(sinks: Iterator[Sink]) -> list[Sink]:
+    """The sinks that show the run, then the trackers (what they upload at the end is complete
+    by then), then those that tell what became of the trackers (``closes_last``: the report)."""
+    return sorted(sinks, key=lambda sink: 2 if sink.closes_last else isinstance(sink, Tracker))
+
+
 def _failures(trackers: list[Tracker]) -> dict[str, Any]:
     return {sink.name: sink.failure for sink in trackers if sink.failure}
 
 
-def _or(value: Any, instead: str) -> Any:
-    return instead if value is None else value
+def _tell_failures(failures: dict[str, Any], run_dir: Path) -> None:
+    """The run's closing lines name each tracker it gave up on, and how to fill it."""
+    for name, failure in failures.items():
+        start = "the end" if failure["episode"] is None else failure["episode"]
+        log.warning(
+            "the %s tracker lacks episodes from %s on (%s): rlrec-sync %s sends them",
+            name, start, failure["error"], run_dir,
+        )  # fmt: skip
 
 
 class InOrder:

@@ -168,3 +168,18 @@ def test_rlrec_merge_merges_a_sharded_sweep(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     merged = [r["return"] for r in _rows(sweep / "merged")]
     assert merged == [r["return"] for r in plain_loop("CartPole-v1", 0, 4)]
+
+
+@runs("rlrec-sync")
+def test_rlrec_sync_sends_a_run_recorded_without_a_tracker_to_one(tiny_run):
+    out = _script("rlrec-sync", str(tiny_run), "--sink", "tensorboard")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "tensorboard: sent 2 episodes" in out.stdout
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tiny_run / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    returns = [(e.step, e.value) for e in events.Scalars("episode/return")]
+    assert returns == [(r["episode"], r["return"]) for r in _rows(tiny_run)]
+    again = _script("rlrec-sync", str(tiny_run), "--sink", "tensorboard")
+    assert again.returncode == 0 and "nothing to send" in again.stdout, again.stderr[-3000:]

@@ -22,6 +22,8 @@ class Sink:
     #: the plot) and may take memory doing it. The others close after, given the summary with
     #: the whole run's peak memory, the end included.
     closes_first: ClassVar[bool] = False
+    #: Closes after the trackers, given which of them the run gave up on (the report's page).
+    closes_last: ClassVar[bool] = False
 
     def open(self, run: RunInfo) -> None:
         """Called once before the first episode."""

@@ -14,6 +14,8 @@ class ReportSink(Sink):
     """Keep what the page shows as episodes arrive (a float per episode, a few hundred rows and
     the films), and write the page when the run ends, however it ends."""
 
+    closes_last = True  # the page names the trackers the run gave up on
+
     def open(self, run: RunInfo) -> None:
         self._run = run
         self._report = RunReport()

@@ -79,7 +79,7 @@ class TensorBoardSink(Tracker):
         self._overrides, sweep = telling_overrides(files)
         # resumed: the same TensorBoard run, a new event file in it (if its folder is still
         # there: else it starts again, and is sent every episode)
-        fresh = earlier is None or not Path(earlier["id"]).is_dir()
+        fresh = earlier is None or self.lost(earlier)
         if not fresh:
             folder = Path(earlier["id"])
             _cut_to_commit(earlier)
@@ -99,6 +99,9 @@ class TensorBoardSink(Tracker):
         self._records = RecordWriter(str(self._file))
         self._write(Event(wall_time=self._started, file_version="brain.Event:2"))
         return {"id": str(folder), **self.commit(), "fresh": fresh}
+
+    def lost(self, entry: dict[str, Any]) -> bool:
+        return not Path(entry["id"]).is_dir()
 
     def log_config(self, config: dict[str, Any]) -> None:
         from tensorboardX.proto.api_pb2 import Experiment, HParamInfo, MetricInfo, MetricName

@@ -208,6 +208,11 @@ class TrackerHooks:
     def finish(self, status: str) -> None:
         """End the tracker run (``status``: complete, interrupted or failed)."""
 
+    def lost(self, entry: dict[str, Any]) -> bool:
+        """Whether the tracker run ``entry`` names is gone (its files deleted): then it holds
+        nothing, whatever ``trackers.json`` says."""
+        return False
+
     def holds(self) -> list[int]:
         """On a resumed tracker run, the episodes its backend says it holds already (asked of
         the backend itself where it can say: they are not sent again)."""
@@ -221,7 +226,7 @@ class TrackerHooks:
         self._files = RunDir(run.run_dir)
         entry = self.start(run, earlier)
         # a backend that lost its run's files (a deleted TensorBoard folder) starts again empty
-        fresh = earlier is None or entry.pop("fresh", False)
+        fresh = entry.pop("fresh", False) or earlier is None
         self._held = EpisodeRanges() if fresh else EpisodeRanges.of_entry(earlier)
         if not fresh:
             self._held.add_all(self.holds())
