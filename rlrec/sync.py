@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="sinks.NAME.KEY=VALUE",
         help="a sink setting (where a tracker recorded without one goes, or goes now)",
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # RUN --sink NAME sinks.NAME.KEY=VALUE
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the trackers' own lines
     runs = _runs(args.path)
     if not runs:

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from rlrec.rundir import RunDir
 from tests.conftest import (
     ROOT,
     decode,
@@ -39,17 +40,24 @@ def _free_port() -> int:
 
 
 class Server:
-    """``mlflow server`` on 127.0.0.1 with a SQLite store and an artifact folder of its own."""
+    """``mlflow server`` on 127.0.0.1 with a SQLite store and an artifact folder of its own;
+    ``start`` again after ``stop``: the same port and store, as a restarted server."""
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
         self.uri = f"http://127.0.0.1:{_free_port()}"
+        self.start()
+        self.client = MlflowClient(self.uri)
+
+    def start(self) -> None:
+        folder = self.folder
         port = self.uri.rsplit(":", 1)[1]
         cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", port]
         cmd += ["--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}"]
         cmd += ["--artifacts-destination", str(folder / "artifacts"), "--workers", "1"]
         env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        self.log = (folder / "server.log").open("w")
+        self.log = (folder / "server.log").open("a")
         self.proc = subprocess.Popen(
             cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -62,7 +70,6 @@ class Server:
                 assert self.proc.poll() is None, (folder / "server.log").read_text()[-2000:]
                 assert time.monotonic() < deadline, "the MLflow server did not start"
                 time.sleep(0.25)
-        self.client = MlflowClient(self.uri)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -195,29 +202,114 @@ def test_a_resumed_run_continues_its_mlflow_run_without_repeats(server, tmp_path
     assert sorted(m.step for m in history) == list(range(3000))  # each episode once
 
 
-def test_a_server_that_dies_mid_run_costs_a_warning(tmp_path):
-    doomed = Server(tmp_path / "doomed")
+def _wait_for_a_commit(live: LiveRun, run_dir: Path) -> None:
+    """Until the tracker holds some episodes (it starts logging a second or so into the run)."""
+    deadline = time.monotonic() + 120
+    while not json.loads((run_dir / "trackers.json").read_text())["mlflow"].get("logged"):
+        assert time.monotonic() < deadline and live.proc.poll() is None, live.proc.stderr.read()
+        time.sleep(0.02)
+
+
+def _steps(server: Server, run_id: str) -> list[int]:
+    return sorted(m.step for m in server.client.get_metric_history(run_id, "episode/return"))
+
+
+def test_a_server_back_after_an_outage_gets_every_episode_once(tmp_path):
+    outage = Server(tmp_path / "outage")
     try:
         run_dir = tmp_path / "run"
-        args = ["sinks=[parquet,console,mlflow]", f"sinks.mlflow.tracking_uri={doomed.uri}"]
-        args += ["episodes=4000", "env.max_episode_steps=60", "trigger=periodic"]
-        args += ["trigger.period=500"]
+        args = ["sinks=[parquet,console,mlflow]", f"sinks.mlflow.tracking_uri={outage.uri}"]
+        args += ["episodes=3000", "env.max_episode_steps=60", "trigger=periodic"]
+        args += ["trigger.period=500", "sinks.mlflow.retry_s=120"]
         live = LiveRun(run_dir, *args)
         live.wait_for_episodes(200)
-        doomed.stop()
+        _wait_for_a_commit(live, run_dir)
+        outage.stop()  # the server's whole process group, killed mid-run
+        time.sleep(4)
+        outage.start()  # the same port and store, a few seconds later
         code = live.wait()
         output = live.proc.stderr.read()
+        assert code == 0, output[-2000:]
+        run_id = _run_id(run_dir)
+        run = outage.client.get_run(run_id)
+        rows = pd.read_parquet(run_dir / "episodes.parquet")
+        assert _steps(outage, run_id) == list(range(3000))  # each episode once
+        history = outage.client.get_metric_history(run_id, "episode/return")
+        assert [m.value for m in sorted(history, key=lambda m: m.step)] == rows["return"].tolist()
+        assert run.info.status == "FINISHED"
+        artifacts = [a.path for a in outage.client.list_artifacts(run_id, "videos")]
+        assert len(artifacts) == 6  # the films of the outage too
     finally:
-        doomed.stop()
-    assert code == 0, output[-2000:]
+        outage.stop()
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "complete" and summary["n"] == 4000
-    failure = summary["tracker_failures"]["mlflow"]
-    assert failure["error"] and (failure["episode"] is None or failure["episode"] >= 100)
-    assert len(pd.read_parquet(run_dir / "episodes.parquet")) == 4000
-    assert len(list((run_dir / "videos").glob("eval-episode-*.mp4"))) == 8
+    assert summary["status"] == "complete" and summary["tracker_failures"] == {}
+    entry = json.loads((run_dir / "trackers.json").read_text())["mlflow"]
+    assert entry["episodes"] == [[0, 2999]] and entry["ended"] == "complete"
     log = (run_dir / "rlrec.log").read_text()
-    assert log.count("the mlflow tracker failed") == 1
+    assert "the mlflow tracker failed at episode" in log and "retrying for 120" in log
+    assert "the mlflow tracker is back after" in log
+
+
+def test_a_server_down_to_the_end_is_filled_by_rlrec_sync(tmp_path):
+    from tests.test_smoke import _script
+
+    down = Server(tmp_path / "down")
+    try:
+        run_dir = tmp_path / "run"
+        args = ["sinks=[parquet,console,mlflow]", f"sinks.mlflow.tracking_uri={down.uri}"]
+        args += ["episodes=4000", "env.max_episode_steps=60", "trigger=periodic"]
+        args += ["trigger.period=500", "sinks.mlflow.retry_s=2"]
+        live = LiveRun(run_dir, *args)
+        live.wait_for_episodes(200)
+        _wait_for_a_commit(live, run_dir)
+        down.stop()
+        code = live.wait()
+        assert code == 0, live.proc.stderr.read()[-2000:]
+        output = (run_dir / "rlrec.log").read_text()
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["status"] == "complete" and summary["n"] == 4000
+        failure = summary["tracker_failures"]["mlflow"]
+        assert failure["error"] and failure["episode"] > 0
+        closing = [line for line in output.splitlines() if "lacks episodes" in line]
+        assert closing and f"rlrec-sync {run_dir}" in closing[0]
+        run_id = _run_id(run_dir)
+        down.start()
+        assert down.client.get_run(run_id).info.status == "RUNNING"  # never told it ended
+        synced = _script("rlrec-sync", str(run_dir))
+        assert synced.returncode == 0, synced.stderr[-2000:]
+        assert _steps(down, run_id) == list(range(4000))
+        assert down.client.get_run(run_id).info.status == "FINISHED"
+        assert len(down.client.list_artifacts(run_id, "videos")) == 8
+        again = _script("rlrec-sync", str(run_dir))
+        assert again.returncode == 0 and "nothing to send" in again.stdout, again.stderr
+        assert _steps(down, run_id) == list(range(4000))
+    finally:
+        down.stop()
+
+
+def test_rlrec_sync_takes_the_run_lock(server, tmp_path):
+    from tests.test_smoke import _script
+
+    run_dir = tmp_path / "run"
+    args = ["sinks=[parquet,console]", "episodes=2000", "env.max_episode_steps=60"]
+    args.append("trigger=never")
+    live = LiveRun(run_dir, *args)
+    try:
+        live.wait_for_episodes(50)
+        busy = _script("rlrec-sync", str(run_dir), "--sink", "mlflow")
+        assert busy.returncode == 2 and "one run directory has one writer" in busy.stderr
+        assert "Traceback" not in busy.stderr
+    finally:
+        live.proc.send_signal(signal.SIGINT)
+        live.wait()
+    # a run recorded with no tracker, sent to one afterwards
+    uri = f"sinks.mlflow.tracking_uri={server.uri}"
+    sent = _script("rlrec-sync", str(run_dir), "--sink", "mlflow", uri)
+    assert sent.returncode == 0, sent.stderr[-2000:]
+    run_id = _run_id(run_dir)
+    rows = RunDir(run_dir).read_episodes().sort_by("episode")
+    assert _steps(server, run_id) == rows["episode"].to_pylist() and len(rows) >= 50
+    assert server.client.get_run(run_id).info.status == "FINISHED"
 
 
 def test_a_start_failure_names_its_cause_and_the_fix(tmp_path):

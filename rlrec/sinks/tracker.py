@@ -495,6 +495,10 @@ class Tracker(TrackerHooks, Sink):
         """A batch failed: keep it and retry with backoff, or give up once ``retry_s`` is up."""
         if self.failure is not None:
             return
+        # the first episode it lacks: the first of what it was handed (the one that failed may
+        # be a later one, or none: a memory sample, the end)
+        first = next((item[0] for kind, item in items if kind == "episode"), None)
+        failure = failure | {"episode": _or(first, failure["episode"])}
         now = time.monotonic()
         if self._down_since is None:
             self._down_since = now
@@ -536,6 +540,10 @@ __all__ = [
     "start_failure",
     "summary_numbers",
 ]
+
+
+def _or(value: Any, instead: Any) -> Any:
+    return instead if value is None else value
 
 
 def _await_file(path: Path, timeout_s: float = 60.0) -> None:
