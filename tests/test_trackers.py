@@ -249,6 +249,32 @@ def test_a_resumed_run_logs_each_episode_to_tensorboard_once(tmp_path):
     assert trackers["id"] == str(run / "tensorboard") and trackers["logged"] == 3000
 
 
+def test_ctrl_c_with_workers_then_resume_gives_tensorboard_every_episode_once(tmp_path):
+    # stopped with workers, later episodes finish while earlier ones never came: a gap, which
+    # trackers.json's ranges show and the resume fills
+    import signal
+
+    from tests.test_signals import LiveRun
+
+    run = tmp_path / "run"
+    args = ["sinks=[parquet,console,tensorboard]", "episodes=3000", "env.max_episode_steps=60"]
+    live = LiveRun(run, *args, "trigger=never", "workers=2", "sinks.parquet.flush_seconds=0.2")
+    live.wait_for_episodes(800)
+    live.stop(signal.SIGINT)
+    assert live.wait() == 130
+    stopped = json.loads((run / "trackers.json").read_text())["tensorboard"]
+    assert stopped["ended"] == "interrupted" and stopped["logged"] < 3000
+    resumed = resume_cli(run)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    events = _events(run / "tensorboard")  # as TensorBoard reads it
+    logged = sorted((e.step, e.value) for e in events.Scalars("episode/return"))
+    rows = pd.read_parquet(run / "episodes.parquet")
+    assert logged == list(zip(rows["episode"], rows["return"], strict=True))  # each once
+    assert [step for step, _ in logged] == list(range(3000))
+    trackers = json.loads((run / "trackers.json").read_text())["tensorboard"]
+    assert trackers["episodes"] == [[0, 2999]] and trackers["ended"] == "complete"
+
+
 def _event_record(step, value):
     """One framed event holding ``episode/return`` at ``step``, as an event file stores it."""
     from tensorboard.compat.proto.event_pb2 import Event
