@@ -15,6 +15,7 @@
     python scripts/bench.py scale           # issues 19, 20: shards; short sweeps, start-up, Ray
     python scripts/bench.py pixels          # issue 28: filming, file size, replay, PSNR per codec
     python scripts/bench.py contract --against 6eb1aca  # issue 30: the contract's cost per episode
+    python scripts/bench.py sync            # issue 34: rlrec-sync of 10,000 episodes vs live
     python scripts/bench.py core --against 829b750   # also an older commit, interleaved
 
 ``--against REV`` checks REV out in a temporary git worktree and runs every rlrec command of the
@@ -1330,6 +1331,36 @@ def contract(args: argparse.Namespace) -> None:
     shutil.rmtree(out, ignore_errors=True)
 
 
+def sync(args: argparse.Namespace) -> None:
+    """Catching a tracker up with ``rlrec-sync`` against logging live (issue 34): 10,000
+    CartPole episodes, cut at 60 steps, filmed never. Live: the run with the tracker, and the
+    run without it (the tracker's share is the difference). Catch-up: ``rlrec-sync`` of the run
+    recorded without a tracker, from its folder alone."""
+    import shutil
+
+    sync_cli = str(Path(PY).parent / "rlrec-sync")
+    common = ("episodes=10000", "env.max_episode_steps=60", "trigger=never")
+    for name in ("tensorboard", "mlflow"):
+        live_s, bare_s, sync_s = [], [], []
+        for _ in range(args.repeats):
+            store = Path(tempfile.mkdtemp(prefix="rlrec-bench-mlflow-"))
+            uri = f"sqlite:///{store / 'mlflow.db'}"
+            extra = (f"sinks.mlflow.tracking_uri={uri}",) if name == "mlflow" else ()
+            cmd, _ = rlrec_in(*common, f"sinks=[parquet,{name}]", *extra)
+            live_s.append(measure(cmd).seconds)
+            cmd, bare = rlrec_in(*common)
+            bare_s.append(measure(cmd).seconds)
+            extra = (f"sinks.mlflow.tracking_uri={uri}",) if name == "mlflow" else ()
+            sync_s.append(measure([sync_cli, str(bare), "--sink", name, *extra]).seconds)
+            shutil.rmtree(store, ignore_errors=True)
+        live, no_tracker, synced = (statistics.median(x) for x in (live_s, bare_s, sync_s))
+        print(
+            f"{name}: run with it {live:.2f} s, without it {no_tracker:.2f} s (its share live "
+            f"{live - no_tracker:.2f} s); rlrec-sync of 10,000 episodes {synced:.2f} s = "
+            f"{synced / live:.2f} x the live run with it"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -1349,6 +1380,7 @@ def main() -> None:
             "scale",
             "pixels",
             "contract",
+            "sync",
         ],
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs of each filming command")
@@ -1376,6 +1408,7 @@ def main() -> None:
         "scale": scale,
         "pixels": pixels,
         "contract": contract,
+        "sync": sync,
     }
     suites[args.suite](args)
 
