@@ -10,6 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
+from rlrec.rundir import RunDir
 from tests.conftest import ROOT, decode, kill_after_first_commit, plain_loop, resume_cli, run_cli
 from tests.wandb_files import config, history, offline_runs, records, run_record, summary_values
 
@@ -98,6 +99,31 @@ def test_a_resumed_run_logs_no_episode_twice(tmp_path):
     assert len({run_record(records(f)).run_id for f in folders}) == 1
     logged = [r["episode"] for f in folders for r in history(records(f)) if "episode/return" in r]
     assert sorted(logged) == list(range(3000))  # every episode, once across the folders
+
+
+def test_rlrec_sync_sends_a_killed_runs_rest_to_its_wandb_run(tmp_path):
+    from tests.test_smoke import _script
+
+    run_dir = tmp_path / "run"
+    args = ["sinks=[parquet,console,wandb]", *OFFLINE, "episodes=3000"]
+    args += ["env.max_episode_steps=60", "trigger=never"]
+    kill_after_first_commit(run_dir, "wandb", *args)
+    synced = _script("rlrec-sync", str(run_dir))
+    assert synced.returncode == 0, synced.stderr[-2000:]
+    folders = offline_runs(run_dir)
+    assert len({run_record(records(f)).run_id for f in folders}) == 1  # one W&B run
+    logged = {
+        r["episode"]: r["episode/return"]
+        for f in folders
+        for r in history(records(f))
+        if "episode/return" in r
+    }
+    count = sum("episode/return" in r for f in folders for r in history(records(f)))
+    rows = RunDir(run_dir).read_episodes().to_pandas()  # the killed run's parts
+    assert count == len(logged) == len(rows)  # every episode on disk, once across the folders
+    assert [logged[e] for e in rows["episode"]] == rows["return"].tolist()
+    again = _script("rlrec-sync", str(run_dir))
+    assert "nothing to send" in again.stdout and len(offline_runs(run_dir)) == len(folders)
 
 
 def test_online_without_credentials_is_refused_before_the_first_episode(tmp_path):
