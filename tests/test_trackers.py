@@ -308,3 +308,39 @@ def test_ctrl_c_ends_a_tensorboard_session_as_neither_success_nor_failure(tmp_pa
     end = plugin_data_pb2.HParamsPluginData.FromString(content).session_end_info
     assert end.status == api_pb2.STATUS_UNKNOWN
     assert len(events.Scalars("episode/return")) == summary["n"]
+
+
+def test_rlrec_sync_sends_every_job_of_a_sweep(tmp_path):
+    from tests.test_smoke import _script
+
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        ["seed=0,1", "episodes=5", "trigger=never", "sinks=[parquet]"], sweep, multirun=True
+    )
+    assert result.code == 0, result.proc.stderr[-2000:]
+    synced = _script("rlrec-sync", str(sweep), "--sink", "tensorboard")
+    assert synced.returncode == 0, synced.stderr[-2000:]
+    for job, seed in ((0, 0), (1, 1)):
+        events = _events(sweep / str(job) / "tensorboard" / f"seed={seed}")
+        logged = [(e.step, e.value) for e in events.Scalars("episode/return")]
+        rows = pd.read_parquet(sweep / str(job) / "episodes.parquet")
+        assert logged == list(zip(rows["episode"], rows["return"], strict=True))
+
+
+def test_rlrec_sync_mistakes_name_the_fix(tmp_path):
+    from tests.test_smoke import _script
+
+    run = tmp_path / "run"
+    assert run_cli(["episodes=2", "trigger=never", "sinks=[parquet]"], run).code == 0
+    cases = {
+        (str(tmp_path / "nothing"),): "holds no rlrec run or sweep",
+        (str(run),): "--sink: " + f"{run} was recorded with no tracker",
+        (str(run), "--sink", "nosuch"): "--sink: 'nosuch' is not a tracker rlrec knows",
+        (str(run), "--sink", "tensorboard", "seed=3"): "seed=3: is not a sink setting",
+    }
+    for args, words in cases.items():
+        out = _script("rlrec-sync", *args)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        (line,) = out.stderr.strip().splitlines()
+        assert line.startswith("rlrec-sync: error: ") and words in line, line
+    assert not (run / "trackers.json").exists()  # nothing changed
