@@ -13,7 +13,6 @@ import heapq
 import html
 import json
 import os
-import warnings
 from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,14 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from rlrec import charts
 from rlrec.rundir import RunDir, SweepDir, numbers, read_yaml, stopped_status, write_text
 
 #: Episodes shown at each end of a long run's table, and best and worst besides.
 TABLE_ENDS, TABLE_EXTREMES = 100, 10
 #: Films shown in a run's gallery at the most (the rest are in the table).
 GALLERY_MAX = 60
-#: Points of an SVG curve at the most (a long run is drawn from evenly spaced points).
-CURVE_POINTS = 600
 _ADAPTIVE = {"best", "worst", "threshold", "outlier"}
 
 _STYLE = """html{background:#fff}
@@ -98,6 +96,7 @@ def write_run_report(
     report: RunReport | None = None,
     summary: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
+    window: int = 100,
 ) -> Path:
     """Write ``<run>/report.html``; without ``report``, from the run's files (its merged
     episodes, or a stopped run's parts)."""
@@ -135,7 +134,7 @@ def write_run_report(
         "<h2>Summary</h2>",
         _stats(summary, len(report.returns)),
         "<h2>Returns</h2>",
-        _curve_svg([("return", np.asarray(report.returns), None)], window=100),
+        _returns_chart(np.asarray(report.returns), window),
         _memory(run),
         _gallery(report.gallery(), len(report.films)),
         _episodes_table(run, report),
@@ -171,13 +170,17 @@ def write_sweep_report(sweep: SweepDir, jobs: Any, groups: Any, window: int = 10
         parts.append("<p>Every job: " + " ".join(f"<code>{_e(o)}</code>" for o in shared) + "</p>")
     parts.append("<h2>Groups</h2>" + _groups_table(group_rows, keys))
     curves, galleries = [], []
-    for group in group_rows:
-        label = ", ".join(f"{k}={group[k]}" for k in keys) or "all runs"
+    for k, group in enumerate(group_rows):
+        label = ", ".join(f"{key}={group[key]}" for key in keys) or "all runs"
         members = [folder(j) for j in group["jobs"]]
         seeds = [_returns(m) for m in members]
         seeds = [r for r in seeds if len(r)]
         if seeds:
-            curves.append((label, _across_seeds(seeds, window), None))
+            mean, low, high = charts.across_seeds(seeds, window)
+            idx = charts.sample(len(mean))
+            colour = charts.COLOURS[k % len(charts.COLOURS)]
+            band = (low[idx], high[idx])
+            curves.append(charts.series(label, idx, mean[idx], colour=colour, band=band))
         films = [(m, _best_film(m)) for m in members]
         films = [(m, f) for m, f in films if f is not None]
         if films:
@@ -186,10 +189,16 @@ def write_sweep_report(sweep: SweepDir, jobs: Any, groups: Any, window: int = 10
                 + "".join(_film(f, prefix=f"{href(m)}/", title=f"job {href(m)}") for m, f in films)
                 + "</div>"
             )
-    parts.append("<h2>Learning curves</h2>" + _curve_svg(curves, window=None))
+    parts.append("<h2>Learning curves</h2>")
+    parts.append(
+        charts.chart(curves, "episode", f"mean of last {window} returns")
+        if curves
+        else "<p>No episode finished.</p>"
+    )
     parts.append(
         f"<p>Per group: the mean over seeds of each run's {window}-episode moving average, "
-        "with the band of the seeds' spread (min to max).</p>"
+        "with the band of the seeds' spread (min to max). Drag across to zoom in, double-click "
+        "to zoom out.</p>"
     )
     parts.append(
         "<h2>Best filmed episode of each seed</h2>" + ("".join(galleries) or "<p>None.</p>")
@@ -201,22 +210,67 @@ def write_sweep_report(sweep: SweepDir, jobs: Any, groups: Any, window: int = 10
             for r in failed
         )
         parts.append(f"<h2 class=failed>{len(failed)} job(s) did not complete</h2><ul>{items}</ul>")
-    links = []
+    rows = []
     for row in job_rows:
         run = folder(row["job"])
         if run.path.is_dir():
-            write_run_report(run)
-            links.append(
-                f'<li><a href="{_e(href(run))}/{RunDir.REPORT}">job {row["job"]}</a> '
-                f"({_e(row['status'])})</li>"
-            )
-    parts.append("<h2>Jobs</h2><ul>" + "".join(links) + "</ul>")
+            write_run_report(run, window=window)
+            rows.append(_job_row(row, run, href(run)))
+    parts.append("<h2>Jobs</h2>" + _jobs_table(rows))
     path = sweep.path / SweepDir.REPORT
     write_text(path, _page(f"Sweep {sweep.path.name}", parts))
     return path
 
 
 # -- pieces ------------------------------------------------------------------------------------
+
+
+def _returns_chart(returns: np.ndarray, window: int) -> str:
+    if not len(returns):
+        return "<p>No episode finished.</p>"
+    return charts.chart(charts.returns_series(returns, window), "episode", "return")
+
+
+def _job_row(row: dict[str, Any], run: RunDir, link: str) -> str:
+    """A sweep's job as a row: named by its overrides, with its mean and CI, its status and
+    what failed (the job, or a tracker it gave up on)."""
+    from rlrec.stats import t_interval
+
+    name = " ".join(_overrides(run)) or f"job {row['job']}"
+    n, mean, std = row.get("n_episodes") or 0, row.get("mean"), row.get("std")
+    low, high = t_interval(n, mean, std)
+    trackers = run.read_summary().get("tracker_failures") or {}
+    trouble = row.get("error") or "; ".join(
+        f"tracker {k} failed at episode {_or(v.get('episode'), 'the end')}"
+        for k, v in sorted(trackers.items())
+    )
+    cells = [
+        (row["job"], row["job"], ""),
+        (name, name, "l"),
+        (row["status"], row["status"], "l"),
+        (n, n, ""),
+        (_num(mean), _or(mean, ""), ""),
+        (_interval(low, high), _or(low, ""), ""),
+        (trouble or "", trouble or "", "l failed" if trouble else "l"),
+    ]
+    tds = "".join(f'<td class="{c}" data-v="{_e(v)}">{_e(t)}</td>' for t, v, c in cells)
+    anchor = f'<a href="{_e(link)}/{RunDir.REPORT}">{_e(name)}</a>'
+    tds = tds.replace(f">{_e(name)}</td>", f">{anchor}</td>", 1)
+    return f'<tr data-run="{_e(link)}" data-status="{_e(row["status"])}">{tds}</tr>'
+
+
+def _jobs_table(rows: list[str]) -> str:
+    heads = ["job", "overrides", "status", "episodes", "mean return", "95% CI", "failure"]
+    left = {"overrides", "status", "failure"}
+    ths = "".join(f'<th class="{"l" if h in left else ""}">{_e(h)}</th>' for h in heads)
+    return (
+        '<p><input class="rlrec-filter" placeholder="filter jobs" data-for="jobs"> '
+        '<select class="rlrec-status" data-for="jobs"><option value="">any status</option>'
+        + "".join(f"<option>{s}</option>" for s in ("complete", "failed", "interrupted", "killed"))
+        + "</select> (click a column to sort)</p>"
+        f'<table class="rlrec-table" id="jobs"><thead><tr>{ths}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _tracker_failures(run: RunDir, failures: dict[str, Any]) -> str:
@@ -239,7 +293,7 @@ def _page(title: str, parts: Iterable[str]) -> str:
     body = "\n".join(parts)
     return (
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_e(title)}</title>"
-        f"<style>{_STYLE}</style></head><body>\n{body}\n</body></html>\n"
+        f"<style>{_STYLE}</style>{charts.page_assets()}</head><body>\n{body}\n</body></html>\n"
     )
 
 
@@ -291,7 +345,7 @@ def _film(film: dict[str, Any], prefix: str = "", title: str = "") -> str:
     media = (
         f'<img src="{src}" alt="episode {film["episode"]}">'
         if film["video"].endswith(".gif")
-        else f'<video src="{src}" controls muted loop preload="auto"></video>'
+        else f'<video src="{src}" controls muted loop preload="none"></video>'
     )
     head = f"{_e(title)} · " if title else ""
     return (
@@ -380,111 +434,19 @@ def _best_film(run: RunDir) -> dict[str, Any] | None:
     return max(films, key=lambda r: r["return"]) if films else None
 
 
-def _moving(values: np.ndarray, window: int) -> np.ndarray:
-    """The mean of the finite values among the last ``window`` (NaN where there are none)."""
-    finite = np.isfinite(values)
-    sums = np.cumsum(np.insert(np.where(finite, values, 0.0), 0, 0.0))
-    counts = np.cumsum(np.insert(finite.astype(float), 0, 0.0))
-    end = np.arange(1, len(values) + 1)
-    start = np.maximum(end - window, 0)
-    taken = counts[end] - counts[start]
-    return np.where(taken > 0, (sums[end] - sums[start]) / np.maximum(taken, 1), np.nan)
-
-
-def _across_seeds(runs: list[np.ndarray], window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = min(len(r) for r in runs)
-    stacked = np.stack([_moving(r[:n], window) for r in runs])
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a column with nothing finite: NaN
-        return np.nanmean(stacked, 0), np.nanmin(stacked, 0), np.nanmax(stacked, 0)
-
-
-_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
-
-
-def _curve_svg(series: Sequence[tuple[str, Any, Any]], window: int | None) -> str:
-    """Curves as inline SVG: each series is (label, values or (mean, low, high), unused); with
-    ``window``, a single series of raw values is drawn faint with its moving average on top."""
-    if not series:
-        return "<p>No episode finished.</p>"
-    width, height, pad = 900, 260, 40
-    lines: list[tuple[str, np.ndarray, str, float]] = []
-    bands: list[tuple[np.ndarray, np.ndarray, str]] = []
-    for k, (label, values, _) in enumerate(series):
-        colour = _COLOURS[k % len(_COLOURS)]
-        if isinstance(values, tuple):
-            mean, low, high = values
-            bands.append((low, high, colour))
-            lines.append((label, mean, colour, 1.6))
-        elif len(values):
-            lines.append(("return", values, "#9ab", 0.8))
-            if window and len(values) >= 2:
-                lines.append((f"mean of {window}", _moving(values, window), colour, 1.8))
-    if not lines:
-        return "<p>No episode finished.</p>"
-    everything = np.concatenate(
-        [v for _, v, _, _ in lines] + [b for lo, hi, _ in bands for b in (lo, hi)]
-    )
-    everything = everything[np.isfinite(everything)]  # NaN and infinite returns: not drawn
-    if not everything.size:
-        return "<p>No finite return to draw.</p>"
-    low, high = float(everything.min()), float(everything.max())
-    high = high if high > low else low + 1
-    n = max(len(v) for _, v, _, _ in lines)
-
-    def points(values: np.ndarray) -> str:
-        idx = np.unique(np.linspace(0, len(values) - 1, min(len(values), CURVE_POINTS)).astype(int))
-        idx = idx[np.isfinite(values[idx])]
-        xs = pad + idx / max(n - 1, 1) * (width - 2 * pad)
-        ys = height - pad - (values[idx] - low) / (high - low) * (height - 2 * pad)
-        return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
-
-    shapes = []
-    for lo, hi, colour in bands:
-        outline = points(lo) + " " + " ".join(reversed(points(hi).split()))
-        shapes.append(f'<polygon points="{outline}" fill="{colour}" opacity="0.15"/>')
-    for _, values, colour, stroke in lines:
-        shapes.append(
-            f'<polyline points="{points(values)}" fill="none" stroke="{colour}" '
-            f'stroke-width="{stroke}"/>'
-        )
-    legend = "".join(
-        f'<text x="{pad + 10 + 160 * i}" y="14" fill="{c}">{_e(label)}</text>'
-        for i, (label, _, c, _) in enumerate(lines[:5])
-    )
-    axes = (
-        f'<text x="2" y="{pad}">{high:.1f}</text><text x="2" y="{height - pad}">{low:.1f}</text>'
-        f'<text x="{pad}" y="{height - 12}">episode 0</text>'
-        f'<text x="{width - pad - 60}" y="{height - 12}">episode {n - 1}</text>'
-    )
-    return (
-        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'role="img">{axes}{legend}{"".join(shapes)}</svg>'
-    )
-
-
 def _memory(run: RunDir) -> str:
-    """The run's memory over time (``_memory.parquet``) as a small SVG; nothing without it."""
+    """The run's memory over time (``_memory.parquet``) as a chart; nothing without it."""
     table = run.read_memory()
     if table is None or table.num_rows < 2:
         return ""
     episodes = numbers(table["episode"]).astype(float)
     mib = numbers(table["rss_bytes"]) / 2**20
-    width, height, pad = 900, 140, 40
-    idx = np.unique(np.linspace(0, len(mib) - 1, min(len(mib), CURVE_POINTS)).astype(int))
-    span = max(episodes[-1] - episodes[0], 1.0)
-    top = float(mib.max()) * 1.05 or 1.0
-    xs = pad + (episodes[idx] - episodes[0]) / span * (width - 2 * pad)
-    ys = height - pad - mib[idx] / top * (height - 2 * pad)
-    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
+    idx = charts.sample(len(mib))
+    line = charts.series("resident memory (MiB)", episodes[idx], mib[idx], colour="#555")
     return (
         "<h2>Memory</h2><p>Resident memory of the run's processes (rlrec, encoders, workers), "
-        f"sampled {table.num_rows} times; peak {_mib(int(mib.max() * 2**20))}."
-        f'</p><svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
-        f'<text x="2" y="{pad}">{top:.0f} MiB</text><text x="2" y="{height - pad}">0</text>'
-        f'<text x="{pad}" y="{height - 12}">episode {episodes[0]:.0f}</text>'
-        f'<text x="{width - pad - 60}" y="{height - 12}">episode {episodes[-1]:.0f}</text>'
-        f'<polyline points="{line}" fill="none" stroke="#555" stroke-width="1.5"/></svg>'
+        f"sampled {table.num_rows} times; peak {_mib(int(mib.max() * 2**20))}.</p>"
+        + charts.chart([line], "episodes finished", "MiB", height=180)
     )
 
 

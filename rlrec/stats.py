@@ -121,6 +121,19 @@ class RunningStats:
         }
 
 
+def t_interval(n: int, mean: float | None, std: float | None) -> tuple[float | None, ...]:
+    """The 95% Student-t interval of a mean over ``n`` values of standard deviation ``std``;
+    (None, None) where it is undefined (fewer than 2 values, no finite mean).
+
+    >>> [round(x, 4) for x in t_interval(10, 5.0, 2.0)]
+    [3.5693, 6.4307]
+    """
+    if n < 2 or mean is None or std is None:
+        return None, None
+    half = t_quantile(0.975, n - 1) * std / math.sqrt(n)
+    return mean - half, mean + half
+
+
 class RunTotals:
     """What ``summary.json`` aggregates over a run's finished episodes."""
 

@@ -31,6 +31,11 @@ def _open_page(chromium, page_path: Path, shot: Path) -> dict:
     page.on("requestfailed", lambda r: failed.append(r.url))
     try:
         page.goto(page_path.as_uri())
+        # films load as they are scrolled into view (preload="none"): scroll to each
+        page.evaluate(
+            "async () => { for (const v of document.querySelectorAll('video')) {"
+            " v.scrollIntoView(); await new Promise(r => setTimeout(r, 30)); } }"
+        )
         page.wait_for_function(
             "() => [...document.querySelectorAll('video')]"
             ".every(v => v.readyState >= 2 || v.error !== null)",
