@@ -140,7 +140,7 @@ def write_run_report(
         _episodes_table(run, report),
     ]
     path = run.path / RunDir.REPORT
-    write_text(path, _page(title, parts))
+    write_text(path, page(title, parts))
     return path
 
 
@@ -218,7 +218,7 @@ def write_sweep_report(sweep: SweepDir, jobs: Any, groups: Any, window: int = 10
             rows.append(_job_row(row, run, href(run)))
     parts.append("<h2>Jobs</h2>" + _jobs_table(rows))
     path = sweep.path / SweepDir.REPORT
-    write_text(path, _page(f"Sweep {sweep.path.name}", parts))
+    write_text(path, page(f"Sweep {sweep.path.name}", parts))
     return path
 
 
@@ -289,7 +289,8 @@ def _tracker_failures(run: RunDir, failures: dict[str, Any]) -> str:
     )
 
 
-def _page(title: str, parts: Iterable[str]) -> str:
+def page(title: str, parts: Iterable[str]) -> str:
+    """A whole page: rlrec's style, the chart and table script, then ``parts``."""
     body = "\n".join(parts)
     return (
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_e(title)}</title>"
@@ -455,28 +456,45 @@ def _mib(n: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``rlrec-report <run or sweep dir>``: write its ``report.html`` (a stopped or killed run's
-    from its parts; a sweep's with its summary files and every job's page); print the path."""
+    """``rlrec-report [DIR]``: a run's or a sweep's ``report.html`` (a stopped or killed run's
+    from its parts; a sweep's with its summary files and every job's page), or, on a folder of
+    runs and sweeps (``outputs/`` by default), its ``index.html``; print the page's path."""
     import argparse
     import sys
 
     parser = argparse.ArgumentParser(
-        prog="rlrec-report", description="Write report.html for a run or a sweep, after the fact."
+        prog="rlrec-report",
+        description="Write report.html for a run or a sweep, or index.html for a folder of them.",
     )
-    parser.add_argument("path", type=Path, help="a run directory, or a sweep's folder")
+    parser.add_argument(
+        "path",
+        type=Path,
+        nargs="?",
+        default=Path("outputs"),
+        help="a run directory, a sweep's folder, or a folder of runs and sweeps (outputs/)",
+    )
     parser.add_argument("--window", type=int, default=100, help="episodes in the moving average")
     args = parser.parse_args(argv)
     run, sweep = RunDir(args.path), SweepDir(args.path)
     if run.is_run() or run.episodes.exists() or run.episode_parts.is_dir():
-        print(write_run_report(run))
+        print(write_run_report(run, window=args.window))
         return 0
-    if sweep.runs():
+    if sweep.multirun.exists() or sweep.summary.exists():
         from rlrec.sweep import summarize_sweep
 
         summary = summarize_sweep(sweep.path, args.window)
         print(write_sweep_report(sweep, summary.jobs, summary.groups, args.window))
         return 0
-    print(f"rlrec-report: error: {args.path} is neither an rlrec run nor a sweep", file=sys.stderr)
+    if args.path.is_dir():
+        from rlrec.index import build_index
+
+        print(build_index(args.path, args.window))
+        return 0
+    print(
+        f"rlrec-report: error: {args.path} is not a folder. Fix: name a run, a sweep, or a "
+        "folder of them (outputs/ by default)",
+        file=sys.stderr,
+    )
     return 2
 
 

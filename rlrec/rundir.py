@@ -432,10 +432,10 @@ class RunDir:
         return path.relative_to(self.path).as_posix()
 
     # -- what a run left ----------------------------------------------------------------------
-    def read_episodes(self) -> Any:
+    def read_episodes(self, columns: list[str] | None = None) -> Any:
         """``episodes.parquet`` or, if the run stopped before merging, its whole parts, as an
-        Arrow table; None if neither exists."""
-        return _read_table(self.episodes, self.episode_parts)
+        Arrow table (of ``columns`` only, if given); None if neither exists."""
+        return _read_table(self.episodes, self.episode_parts, columns)
 
     def read_actions(self) -> Any:
         """``_actions.parquet`` (or its parts) as an Arrow table; None if the run kept none."""
@@ -648,14 +648,14 @@ def numbers(column: Any) -> Any:
     return np.asarray(column.to_pylist())
 
 
-def _read_table(final: Path, parts: Path) -> Any:
+def _read_table(final: Path, parts: Path, columns: list[str] | None = None) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     def read(path: Path) -> Any:
         # ParquetFile, not read_table: that imports pyarrow.dataset (0.1-0.5 s)
         try:
-            return pq.ParquetFile(path).read()
+            return pq.ParquetFile(path).read(columns=columns)
         except (OSError, pa.ArrowException) as err:  # Arrow's own words do not name the file
             raise DamagedFile(path, err) from err
 

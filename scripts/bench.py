@@ -16,6 +16,7 @@
     python scripts/bench.py pixels          # issue 28: filming, file size, replay, PSNR per codec
     python scripts/bench.py contract --against 6eb1aca  # issue 30: the contract's cost per episode
     python scripts/bench.py sync            # issue 34: rlrec-sync of 10,000 episodes vs live
+    python scripts/bench.py index           # issue 35: the index of 1,000 runs: build and open
     python scripts/bench.py core --against 829b750   # also an older commit, interleaved
 
 ``--against REV`` checks REV out in a temporary git worktree and runs every rlrec command of the
@@ -1361,6 +1362,54 @@ def sync(args: argparse.Namespace) -> None:
         )
 
 
+def index(args: argparse.Namespace) -> None:
+    """The index of 1,000 runs (issue 35): its first build, a second one (nothing new), and
+    how long Chromium takes to open it and how many bytes it loads."""
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = Path(tempfile.mkdtemp(prefix="rlrec-bench-index-"))
+    rng = np.random.default_rng(0)
+    for i in range(1000):
+        run = root / f"day{i // 100}" / f"run{i:04d}"
+        run.mkdir(parents=True)
+        returns = rng.normal(100, 20, 500)
+        table = pa.table({"episode": np.arange(500), "return": returns,
+                          "video": pa.array([None] * 500, pa.string())})  # fmt: skip
+        pq.write_table(table, run / "episodes.parquet")
+        summary = {"status": "complete", "n": 500, "mean": float(returns.mean()),
+                   "std": float(returns.std(ddof=1)), "env_id": "CartPole-v1"}  # fmt: skip
+        (run / "summary.json").write_text(json.dumps(summary))
+    report = str(Path(PY).parent / "rlrec-report")
+    first = measure([report, str(root)]).seconds
+    second = measure([report, str(root)]).seconds
+    print(f"index of 1,000 runs: first build {first:.2f} s, second build {second:.2f} s "
+          f"({second / first:.2f} x)")  # fmt: skip
+    from playwright.sync_api import sync_playwright
+
+    sys.path.insert(0, str(ROOT))
+    from tests.browser import CHROMIUM_ARGS, chromium_path
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        times, loaded = [], []
+        for _ in range(args.repeats):
+            page = browser.new_page()
+            page.on("requestfinished", lambda r: loaded.append(r.url))
+            start = time.perf_counter()
+            page.goto((root / "index.html").as_uri(), wait_until="load")
+            page.wait_for_function("() => document.querySelectorAll('#runs tbody tr').length")
+            times.append(time.perf_counter() - start)
+            page.close()
+        browser.close()
+    weight = sum(Path(u.removeprefix("file://")).stat().st_size for u in set(loaded))
+    print(f"opening it in Chromium: {statistics.median(times):.2f} s (median of {len(times)}), "
+          f"{weight / 1e6:.2f} MB loaded")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -1381,6 +1430,7 @@ def main() -> None:
             "pixels",
             "contract",
             "sync",
+            "index",
         ],
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs of each filming command")
@@ -1409,6 +1459,7 @@ def main() -> None:
         "pixels": pixels,
         "contract": contract,
         "sync": sync,
+        "index": index,
     }
     suites[args.suite](args)
 
