@@ -1,4 +1,5 @@
-"""The charts of every page rlrec writes (a run's, a sweep's, the index's, the compare page's).
+"""Every page rlrec writes (a run's, a sweep's, the index's, the compare page's): its frame
+(``page``: the style and the script) and its charts.
 
 They are drawn in the browser by uPlot 1.6 (MIT; ``rlrec/assets/``), which rlrec ships inside
 the package and writes into each page, so a page opens from ``file://`` with no network: 51 kB,
@@ -18,7 +19,7 @@ import html
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,17 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 #: Episodes a series is drawn from at the most.
 POINTS = 2000
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
+
+_STYLE = """html{background:#fff}
+body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;max-width:1280px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
+table{border-collapse:collapse;font-size:13px}td,th{padding:3px 9px;border-bottom:1px solid #ddd;
+text-align:right}th{background:#f4f4f4}td.l,th.l{text-align:left}
+.stats{display:flex;gap:28px;flex-wrap:wrap}.stat b{display:block;font-size:20px}
+.gallery{display:flex;flex-wrap:wrap;gap:14px}.film{width:300px}.film video,.film img{width:300px;
+background:#000}.film p{margin:2px 0;font-size:12px}code{background:#f4f4f4;padding:0 3px}
+pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px}.failed{color:#a00}
+svg text{font-size:11px;fill:#555}"""
 
 _SCRIPT = r"""
 (function () {
@@ -227,3 +239,13 @@ def _numbers(values: Any) -> list[float | int | None]:
         else:
             out.append(v)
     return out
+
+
+def page(title: str, parts: Iterable[str]) -> str:
+    """A whole page: rlrec's style, the chart and table script, then ``parts``."""
+    body = "\n".join(parts)
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style>{page_assets()}</head><body>\n{body}\n</body></html>\n"
+    )

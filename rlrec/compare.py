@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rlrec import charts
 from rlrec.rundir import write_text
 
 _BODY = """
@@ -178,11 +179,7 @@ _SCRIPT = r"""
 """
 
 
-def write_compare_page(folder: Path) -> Path:
-    """Write ``folder/compare.html`` (the same whatever is compared)."""
-    from rlrec.index import COMPARE
-    from rlrec.report import page
-
-    path = folder / COMPARE
-    write_text(path, page("Compare runs", [_BODY, f"<script>{_SCRIPT}</script>"]))
+def write_compare_page(path: Path) -> Path:
+    """Write the compare page to ``path`` (the same whatever is compared)."""
+    write_text(path, charts.page("Compare runs", [_BODY, f"<script>{_SCRIPT}</script>"]))
     return path

@@ -38,18 +38,22 @@ ROW_VERSION = 1
 POSTER_WIDTH = 160
 
 
-def build_index(folder: Path, window: int = 100) -> Path:
-    """Write ``folder/index.html`` (and ``compare.html``); return the index's path."""
+def build_index(folder: Path, window: int = 100) -> Path | None:
+    """Write ``folder/index.html`` (and ``compare.html``); return the index's path, or None
+    (and write nothing) if ``folder`` holds no run."""
     from rlrec.compare import write_compare_page
 
     folder = folder.resolve()
+    found = list(_find(folder))
+    if not found:
+        return None
     own = folder / INDEX_DIR
     (own / "data").mkdir(parents=True, exist_ok=True)
     (own / "posters").mkdir(exist_ok=True)
     cache_file = own / "rows.json"
     cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
     rows, made = [], 0
-    for kind, path, sweep in _find(folder):
+    for kind, path, sweep in found:
         rel = path.relative_to(folder).as_posix() or "."
         stamp = _stamp(path, kind)
         cached = cache.get(rel)
@@ -64,7 +68,7 @@ def build_index(folder: Path, window: int = 100) -> Path:
     found = {row["path"] for row in rows}
     cache = {k: v for k, v in cache.items() if k in found}  # runs deleted since
     write_text(cache_file, json.dumps(cache))
-    write_compare_page(folder)
+    write_compare_page(folder / COMPARE)
     page = folder / INDEX
     write_text(page, _page(folder, rows, made))
     return page
@@ -337,8 +341,6 @@ _COLUMNS = [  # (heading, row key, left-aligned)
 
 
 def _page(folder: Path, rows: list[dict[str, Any]], made: int) -> str:
-    from rlrec.report import page
-
     statuses = sorted({row["status"] for row in rows})
     heads = "".join(
         f'<th class="{"l" if left else ""}"{" data-nosort=1" if key is None else ""}>'
@@ -361,7 +363,7 @@ def _page(folder: Path, rows: list[dict[str, Any]], made: int) -> str:
         f"<tbody>{body}</tbody></table>",
         f"<script>{_INDEX_JS}</script>",
     ]
-    return page(f"Runs · {folder.name}", parts)
+    return charts.page(f"Runs · {folder.name}", parts)
 
 
 def _tr(row: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ import html
 import json
 import os
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +28,6 @@ TABLE_ENDS, TABLE_EXTREMES = 100, 10
 #: Films shown in a run's gallery at the most (the rest are in the table).
 GALLERY_MAX = 60
 _ADAPTIVE = {"best", "worst", "threshold", "outlier"}
-
-_STYLE = """html{background:#fff}
-body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;max-width:1280px}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
-table{border-collapse:collapse;font-size:13px}td,th{padding:3px 9px;border-bottom:1px solid #ddd;
-text-align:right}th{background:#f4f4f4}td.l,th.l{text-align:left}
-.stats{display:flex;gap:28px;flex-wrap:wrap}.stat b{display:block;font-size:20px}
-.gallery{display:flex;flex-wrap:wrap;gap:14px}.film{width:300px}.film video,.film img{width:300px;
-background:#000}.film p{margin:2px 0;font-size:12px}code{background:#f4f4f4;padding:0 3px}
-pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px}.failed{color:#a00}
-svg text{font-size:11px;fill:#555}"""
 
 
 class RunReport:
@@ -140,7 +129,7 @@ def write_run_report(
         _episodes_table(run, report),
     ]
     path = run.path / RunDir.REPORT
-    write_text(path, page(title, parts))
+    write_text(path, charts.page(title, parts))
     return path
 
 
@@ -218,7 +207,7 @@ def write_sweep_report(sweep: SweepDir, jobs: Any, groups: Any, window: int = 10
             rows.append(_job_row(row, run, href(run)))
     parts.append("<h2>Jobs</h2>" + _jobs_table(rows))
     path = sweep.path / SweepDir.REPORT
-    write_text(path, page(f"Sweep {sweep.path.name}", parts))
+    write_text(path, charts.page(f"Sweep {sweep.path.name}", parts))
     return path
 
 
@@ -286,15 +275,6 @@ def _tracker_failures(run: RunDir, failures: dict[str, Any]) -> str:
         f'<div class="tracker-failures"><p>Trackers given up on (they lack episodes; '
         f"<code>rlrec-sync {_e(str(run.path))}</code> sends them what they lack):</p>"
         f"<ul>{items}</ul></div>"
-    )
-
-
-def page(title: str, parts: Iterable[str]) -> str:
-    """A whole page: rlrec's style, the chart and table script, then ``parts``."""
-    body = "\n".join(parts)
-    return (
-        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_e(title)}</title>"
-        f"<style>{_STYLE}</style>{charts.page_assets()}</head><body>\n{body}\n</body></html>\n"
     )
 
 
@@ -485,14 +465,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = summarize_sweep(sweep.path, args.window)
         print(write_sweep_report(sweep, summary.jobs, summary.groups, args.window))
         return 0
-    if args.path.is_dir():
-        from rlrec.index import build_index
+    from rlrec.index import build_index
 
-        print(build_index(args.path, args.window))
+    index = build_index(args.path, args.window) if args.path.is_dir() else None
+    if index is not None:
+        print(index)
         return 0
     print(
-        f"rlrec-report: error: {args.path} is not a folder. Fix: name a run, a sweep, or a "
-        "folder of them (outputs/ by default)",
+        f"rlrec-report: error: {args.path} holds no rlrec run or sweep. Fix: name a run, a "
+        "sweep, or a folder of them (outputs/ by default)",
         file=sys.stderr,
     )
     return 2

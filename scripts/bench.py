@@ -1371,6 +1371,8 @@ def index(args: argparse.Namespace) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from rlrec.rundir import RunDir
+
     root = Path(tempfile.mkdtemp(prefix="rlrec-bench-index-"))
     rng = np.random.default_rng(0)
     for i in range(1000):
@@ -1379,10 +1381,10 @@ def index(args: argparse.Namespace) -> None:
         returns = rng.normal(100, 20, 500)
         table = pa.table({"episode": np.arange(500), "return": returns,
                           "video": pa.array([None] * 500, pa.string())})  # fmt: skip
-        pq.write_table(table, run / "episodes.parquet")
+        pq.write_table(table, RunDir(run).episodes)
         summary = {"status": "complete", "n": 500, "mean": float(returns.mean()),
                    "std": float(returns.std(ddof=1)), "env_id": "CartPole-v1"}  # fmt: skip
-        (run / "summary.json").write_text(json.dumps(summary))
+        RunDir(run).summary_file.write_text(json.dumps(summary))
     report = str(Path(PY).parent / "rlrec-report")
     first = measure([report, str(root)]).seconds
     second = measure([report, str(root)]).seconds
