@@ -39,6 +39,9 @@ text-align:right}th{background:#f4f4f4}td.l,th.l{text-align:left}
 .gallery{display:flex;flex-wrap:wrap;gap:14px}.film{width:300px}.film video,.film img{width:300px;
 background:#000}.film p{margin:2px 0;font-size:12px}code{background:#f4f4f4;padding:0 3px}
 pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px}.failed{color:#a00}
+.ci{position:relative;width:320px;height:12px;background:#f4f4f4}.ci span{position:absolute;
+top:3px;height:6px;background:#1f77b4;opacity:.5}.ci i{position:absolute;top:0;width:2px;
+height:12px;background:#1f77b4}
 svg text{font-size:11px;fill:#555}"""
 
 _SCRIPT = r"""

@@ -225,9 +225,13 @@ class SummarizeSweep(Callback):
                 print(f"rlrec: {describe(merged, sweep_dir)}", file=sys.stderr)
                 incomplete += not merged.complete
         summary = summarize_sweep(sweep_dir, self.window, self.plot)
+        claims = _claims(sweep_dir, config)
         write_sweep_report(SweepDir(summary.dir), summary.jobs, summary.groups, self.window)
         _log_sweep_to_trackers(SweepDir(summary.dir), config.get("sinks"), bool(summary.failed))
         print(summary.markdown)
+        if claims:
+            print("Across tasks (aggregates.parquet, profiles.parquet, improvement.parquet):")
+            print("\n".join(f"  {line}" for line in claims))
         if summary.failed:
             print(
                 f"rlrec: {len(summary.failed)} job(s) did not complete: "
@@ -236,6 +240,19 @@ class SummarizeSweep(Callback):
             )
         if summary.failed or incomplete:
             sys.exit(1)
+
+
+def _claims(sweep_dir: Path, config: DictConfig) -> list[str]:
+    """The sweep's claims across tasks (``rlrec/aggregate.py``); a warning if they fail: the
+    sweep's other files are written."""
+    from rlrec.aggregate import aggregate_sweeps
+
+    try:
+        aggregate = OmegaConf.to_container(config.get("aggregate") or {}, resolve=True)
+        return aggregate_sweeps([sweep_dir], sweep_dir, {"aggregate": aggregate})
+    except Exception as err:
+        print(f"rlrec: warning: the aggregates across tasks failed: {err}", file=sys.stderr)
+        return []
 
 
 def _same_folder(config: DictConfig) -> None:

@@ -199,6 +199,7 @@ def write_sweep_report(sweep: SweepDir, jobs: Any, groups: Any, window: int = 10
             for r in failed
         )
         parts.append(f"<h2 class=failed>{len(failed)} job(s) did not complete</h2><ul>{items}</ul>")
+    parts.append(_claims(sweep))
     rows = []
     for row in job_rows:
         run = folder(row["job"])
@@ -212,6 +213,89 @@ def write_sweep_report(sweep: SweepDir, jobs: Any, groups: Any, window: int = 10
 
 
 # -- pieces ------------------------------------------------------------------------------------
+
+
+def _claims(sweep: SweepDir) -> str:
+    """The sweep's claims across tasks (``aggregates.parquet`` and the profiles), if made."""
+    import pyarrow.parquet as pq
+
+    from rlrec import aggregate as agg
+
+    if not (sweep.path / agg.AGGREGATES).exists():
+        return ""
+    rows = pq.read_table(sweep.path / agg.AGGREGATES).to_pylist()
+    profiles = pq.read_table(sweep.path / agg.PROFILES).to_pylist()
+    improvement = pq.read_table(sweep.path / agg.IMPROVEMENT).to_pylist()
+    if not rows:
+        return "<h2>Across tasks</h2><p>No complete run to aggregate.</p>"
+    parts = ["<h2>Across tasks</h2>"]
+    pooled = [r for r in rows if r["env"] is None]
+    envs = sorted({r["env"] for r in rows if r["env"] is not None})
+    if pooled:
+        n_envs = pooled[0]["n_envs"]
+        seeds = pooled[0]["n_runs"] // max(n_envs, 1)
+        parts.append(
+            f"<p>Normalized scores pooled over {n_envs} env{'s' if n_envs != 1 else ''} with "
+            f"reference scores, {seeds} seeds each; 95% stratified bootstrap intervals. Envs "
+            "without references are shown per env, raw, below.</p>"
+        )
+        parts.append(_intervals(pooled))
+    else:
+        parts.append("<p>No env has reference scores (env.reference_scores): nothing pooled.</p>")
+    lines = []
+    for k, name in enumerate(sorted({p["algorithm"] for p in profiles})):
+        mine = [p for p in profiles if p["algorithm"] == name]
+        band = ([p["ci_low"] for p in mine], [p["ci_high"] for p in mine])
+        colour = charts.COLOURS[k % len(charts.COLOURS)]
+        tau = [p["tau"] for p in mine]
+        label = name or "all runs"
+        lines.append(charts.series(label, tau, [p["fraction"] for p in mine], colour, band=band))
+    if lines:
+        parts.append("<h3>Performance profiles</h3>")
+        parts.append(charts.chart(lines, "normalized score tau", "fraction of runs above tau"))
+    if improvement:
+        items = "".join(
+            f"<tr><td class=l>{_e(r['algorithm_x'])}</td><td class=l>{_e(r['algorithm_y'])}</td>"
+            f"<td>{r['probability']:.3f}</td><td>{_interval(r['ci_low'], r['ci_high'])}</td>"
+            f"<td>{r['n_envs']}</td></tr>"
+            for r in improvement
+        )
+        parts.append(
+            "<h3>Probability of improvement</h3><table><tr><th class=l>X</th><th class=l>Y</th>"
+            f"<th>P(X &gt; Y)</th><th>95% CI</th><th>envs</th></tr>{items}</table>"
+        )
+    for env in envs:
+        mine = [r for r in rows if r["env"] == env]
+        parts.append(f"<h3>{_e(env)} (raw scores, {mine[0]['n_runs']} seeds)</h3>")
+        parts.append(_intervals(mine))
+    return "".join(parts)
+
+
+def _intervals(rows: list[dict[str, Any]]) -> str:
+    """Each metric's estimate and interval per algorithm, drawn as a bar on a shared scale."""
+    values = [v for r in rows for v in (r["ci_low"], r["ci_high"], r["estimate"])]
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+
+    def at(value: float) -> float:
+        return 100 * (value - low) / span
+
+    cells = []
+    for r in rows:
+        left, right = at(r["ci_low"]), at(r["ci_high"])
+        bar = (
+            f'<div class="ci"><span style="left:{left:.1f}%;width:{max(right - left, 0.5):.1f}%">'
+            f'</span><i style="left:{at(r["estimate"]):.1f}%"></i></div>'
+        )
+        cells.append(
+            f"<tr><td class=l>{_e(r['algorithm'] or 'all runs')}</td><td class=l>"
+            f"{_e(r['metric'])}</td><td>{r['estimate']:.3f}</td>"
+            f"<td>{_interval(r['ci_low'], r['ci_high'])}</td><td class=l>{bar}</td></tr>"
+        )
+    return (
+        "<table><tr><th class=l>algorithm</th><th class=l>metric</th><th>estimate</th>"
+        f"<th>95% CI</th><th class=l>{low:.2f} ... {high:.2f}</th></tr>{''.join(cells)}</table>"
+    )
 
 
 def _returns_chart(returns: np.ndarray, window: int) -> str:

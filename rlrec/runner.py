@@ -214,6 +214,7 @@ class Runner:
             "job": o.job,
             "wall_time_s": wall_time,
             "peak_rss_bytes": self._memory.peak if self._memory.enabled else None,
+            "learns": o.learns,  # its score across tasks is its last episodes' mean
         }
 
     def _close(self, summary: dict[str, Any]) -> None:

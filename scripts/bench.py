@@ -17,6 +17,7 @@
     python scripts/bench.py contract --against 6eb1aca  # issue 30: the contract's cost per episode
     python scripts/bench.py sync            # issue 34: rlrec-sync of 10,000 episodes vs live
     python scripts/bench.py index           # issue 35: the index of 1,000 runs: build and open
+    python scripts/bench.py aggregates      # issue 36: claims across tasks, 50,000 resamples
     python scripts/bench.py core --against 829b750   # also an older commit, interleaved
 
 ``--against REV`` checks REV out in a temporary git worktree and runs every rlrec command of the
@@ -1412,6 +1413,31 @@ def index(args: argparse.Namespace) -> None:
           f"{weight / 1e6:.2f} MB loaded")  # fmt: skip
 
 
+def aggregates(args: argparse.Namespace) -> None:
+    """Claims across tasks (issue 36): 10 envs x 10 seeds x 5 algorithms, 50,000 bootstrap
+    resamples of every interval (rliable's default), in one process."""
+    import numpy as np
+
+    from rlrec import aggregate as agg
+
+    rng = np.random.default_rng(0)
+    scores = [
+        agg.RunScore(f"Env{e}-v0", f"policy=p{a}", s, float(rng.normal(a, 1)), (0.0, 5.0))
+        for a in range(5)
+        for e in range(10)
+        for s in range(10)
+    ]
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        agg.aggregate(scores, reps=50_000, seed=0)
+        times.append(time.perf_counter() - start)
+    print(
+        f"aggregates over 10 envs x 10 seeds x 5 algorithms, 50,000 resamples: "
+        f"{statistics.median(times):.2f} s (median of {len(times)}; {os.cpu_count()} cores)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -1433,6 +1459,7 @@ def main() -> None:
             "contract",
             "sync",
             "index",
+            "aggregates",
         ],
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs of each filming command")
@@ -1462,6 +1489,7 @@ def main() -> None:
         "contract": contract,
         "sync": sync,
         "index": index,
+        "aggregates": aggregates,
     }
     suites[args.suite](args)
 

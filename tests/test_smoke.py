@@ -183,3 +183,18 @@ def test_rlrec_sync_sends_a_run_recorded_without_a_tracker_to_one(tiny_run):
     assert returns == [(r["episode"], r["return"]) for r in _rows(tiny_run)]
     again = _script("rlrec-sync", str(tiny_run), "--sink", "tensorboard")
     assert again.returncode == 0 and "nothing to send" in again.stdout, again.stderr[-3000:]
+
+
+@runs("rlrec-aggregate")
+def test_rlrec_aggregate_makes_the_claims_of_a_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["seed=0,1", "episodes=2", "trigger=never", "sinks=[parquet]", "aggregate.reps=200"]
+    args.append("env.reference_scores={random: 0, target: 500}")
+    assert run_cli(args, sweep, multirun=True).code == 0
+    out = _script("rlrec-aggregate", str(sweep), "--out", str(tmp_path / "claims"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = pq.read_table(tmp_path / "claims" / "aggregates.parquet").to_pylist()
+    pooled = next(r for r in rows if r["env"] is None and r["metric"] == "mean")
+    returns = [r["return"] for s in (0, 1) for r in plain_loop("CartPole-v1", s, 2)]
+    assert pooled["estimate"] == pytest.approx(sum(returns) / len(returns) / 500, rel=1e-12)
+    assert pooled["n_runs"] == 2
