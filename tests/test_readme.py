@@ -1,4 +1,5 @@
-"""The README's examples stay true: its commands compose and pass every check, its code runs."""
+"""The README's and the site's examples stay true: their commands compose and pass every check,
+their code runs."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from omegaconf import OmegaConf
 from rlrec.config import validate
 from tests.conftest import CONF_DIR, ROOT
 
-README = (ROOT / "README.md").read_text()
+#: The README and every page of the site: their examples are one set.
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+README = "\n".join(page.read_text() for page in PAGES)
 
 
 def _run_commands() -> list[str]:

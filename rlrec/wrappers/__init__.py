@@ -11,7 +11,12 @@ Each is imported only when asked for: ``RecordEpisodeStatistics`` costs no more 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names as a static reader (a type checker, the API docs) sees them
+    from rlrec.wrappers.recorder import Recorder
+    from rlrec.wrappers.statistics import RecordEpisodeStatistics
+    from rlrec.wrappers.video import RecordVideo
 
 _WHERE = {
     "RecordEpisodeStatistics": "rlrec.wrappers.statistics",
@@ -19,7 +24,7 @@ _WHERE = {
     "Recorder": "rlrec.wrappers.recorder",
 }
 
-__all__ = list(_WHERE)
+__all__ = ["RecordEpisodeStatistics", "RecordVideo", "Recorder"]
 
 
 def __getattr__(name: str) -> Any:

@@ -18,14 +18,14 @@ class RecordEpisodeStatistics(gym.Wrapper, gym.utils.RecordConstructorArgs):
     and keeps the last ``buffer_length`` of each in ``return_queue``, ``length_queue`` and
     ``time_queue``, as ``gymnasium.wrappers.RecordEpisodeStatistics`` does.
 
-    >>> env = RecordEpisodeStatistics(gym.make("CartPole-v1"))
-    >>> _ = env.reset(seed=0)
-    >>> done = False
-    >>> while not done:
-    ...     _, _, terminated, truncated, info = env.step(0)
-    ...     done = terminated or truncated
-    >>> info["episode"]["l"], list(env.length_queue)
-    (11, [11])
+        >>> env = RecordEpisodeStatistics(gym.make("CartPole-v1"))
+        >>> _ = env.reset(seed=0)
+        >>> done = False
+        >>> while not done:
+        ...     _, _, terminated, truncated, info = env.step(0)
+        ...     done = terminated or truncated
+        >>> info["episode"]["l"], list(env.length_queue)
+        (11, [11])
     """
 
     def __init__(self, env: gym.Env, buffer_length: int = 100, stats_key: str = "episode"):
