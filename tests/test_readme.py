@@ -121,3 +121,57 @@ def test_the_readme_vector_recorder_example_runs(tmp_path, monkeypatch):
     assert filmed and filmed == [
         r["episode"] for r in rows if r["env_index"] == 0 and r["episode"] % 10 == 0
     ]
+
+
+def _pages_blocks() -> list[tuple[str, list[str]]]:
+    """Each page's Python blocks, in order; a block right after ``<!-- not run: reason -->``
+    is left out (the reason says why)."""
+    found = []
+    for page in PAGES:
+        text = page.read_text()
+        blocks = [
+            m[2]
+            for m in re.finditer(r"(<!-- not run: [^>]+ -->\n)?```python\n(.*?)```", text, re.S)
+            if not m[1]
+        ]
+        if blocks:
+            found.append((page.relative_to(ROOT).as_posix(), blocks))
+    return found
+
+
+@pytest.fixture(scope="module")
+def user_folder(tmp_path_factory):
+    """A folder as the examples assume it: the run and the sweep they read."""
+    from tests.conftest import run_cli
+
+    folder = tmp_path_factory.mktemp("user")
+    run = folder / "outputs" / "2026-11-28" / "03-43-09"
+    assert run_cli(["episodes=4", "memory_every_s=0.01"], run).code == 0
+    sweep = folder / "outputs" / "multirun" / "2026-11-28" / "10-00-00"
+    args = ["trigger=periodic", "trigger.period=5,10", "seed=0,1", "episodes=3"]
+    assert run_cli(args, sweep, multirun=True).code == 0
+    return folder, run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("page", "blocks"), _pages_blocks(), ids=lambda v: str(v)[:40])
+def test_every_python_block_of_the_pages_runs(page, blocks, user_folder, tmp_path, monkeypatch):
+    """Each page's blocks run in order in one namespace, in a folder of their own that holds the
+    run and the sweep they read (``run`` names that run, as the pages say); a fragment of a
+    shipped example finds the rest of it (``mypackage``) defined."""
+    import importlib
+
+    folder, run = user_folder
+    (tmp_path / "outputs").mkdir()
+    for name in ("2026-11-28", "multirun"):
+        (tmp_path / "outputs" / name).symlink_to(folder / "outputs" / name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(ROOT))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    namespace = {"run": str(run.relative_to(folder)), "__name__": "__docs__"}
+    namespace |= {k: v for k, v in vars(importlib.import_module("mypackage.agents")).items()
+                  if not k.startswith("_")}  # fmt: skip
+    for block in blocks:
+        exec(compile(textwrap.dedent(block), page, "exec"), namespace)
