@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import logging
 import os
@@ -56,15 +57,29 @@ def task(cfg: DictConfig) -> dict[str, Any] | None:
             f"rlrec: error: {err}. The episodes finished so far are in {run_dir}; {_io_fix(err)}",
             file=sys.stderr,
         )
-        RunDir(run_dir).update_summary(status="failed", error=f"{type(err).__name__}: {err}")
+        _failed_summary(run_dir, f"{type(err).__name__}: {err}")
         if not multirun:
             sys.exit(1)
     except Exception as err:
         if not multirun:
             raise  # a bug or an env crash: the traceback is what its author needs
         log.exception("job %s failed", hydra_cfg.job.num)
-        RunDir(run_dir).update_summary(status="failed", error=f"{type(err).__name__}: {err}")
+        _failed_summary(run_dir, f"{type(err).__name__}: {err}")
     return None
+
+
+def _failed_summary(run_dir: Path, error: str) -> None:
+    """Mark the run failed with ``error``; if the run could not write its summary itself (the
+    disk was full even for that), count what its parts on disk hold."""
+    run = RunDir(run_dir)
+    fields: dict[str, Any] = {"status": "failed", "error": error}
+    if "n" not in run.read_summary():
+        from rlrec.stats import RunTotals
+
+        with contextlib.suppress(OSError):
+            table = run.read_episodes()
+            fields |= RunTotals.of_rows(table.to_pylist() if table is not None else []).summary()
+    run.update_summary(**fields)
 
 
 #: What an OSError's errno says about the disk.

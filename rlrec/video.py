@@ -264,6 +264,7 @@ class Encoder:
         self._replies: io.BufferedReader | None = None
         self._owed = 0  # videos closed without waiting whose "closed" is still to come
         self._sent = False  # whether it was ever given work
+        self._folder: Path | None = None  # where the last film opened goes
         _ENCODERS.add(self)
 
     def start(self, codec: Codec | None = None) -> None:
@@ -284,6 +285,7 @@ class Encoder:
         """A writer for one video at ``path`` (its frames fix the size at the first ``add``);
         ``source`` names where its frames come from in errors (the env and the episode)."""
         self.start()
+        self._folder = path.parent  # where a full disk would have killed it
         return VideoWriter(self, path, video, source)
 
     def join(
@@ -348,7 +350,7 @@ class Encoder:
         try:
             self._proc.stdin.write(data)
         except BrokenPipeError:
-            raise OSError("the video encoder process exited unexpectedly") from None
+            raise self._died() from None
 
     def receive(self) -> str:
         assert self._replies is not None
@@ -356,8 +358,24 @@ class Encoder:
             self._write(self._unsent)
         line = self._replies.readline()
         if not line:
-            raise OSError("the video encoder process exited unexpectedly")
+            raise self._died()
         return line.decode().rstrip("\n")
+
+    def _died(self) -> OSError:
+        """The encoder process ended without a word: FFmpeg may crash rather than report a
+        disk that filled up under it, so a full disk is named as the cause."""
+        import errno
+        import shutil
+
+        folder = self._folder
+        try:
+            full = folder is not None and shutil.disk_usage(folder).free < 64 * 1024
+        except OSError:
+            full = False
+        if full:
+            words = f"No space left on device (the video encoder died writing to {folder})"
+            return OSError(errno.ENOSPC, words)
+        return OSError("the video encoder process exited unexpectedly")
 
     def claim_slot(self, video: str) -> int:
         """A free ring slot for the next frame; waits only while every slot is in flight."""

@@ -18,6 +18,7 @@ OUT = ROOT / "docs" / "assets"
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))
+    from rlrec.rundir import RunDir
     from tests.browser import CHROMIUM_ARGS, chromium_path
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -43,7 +44,7 @@ def main() -> None:
                 executable_path=chromium_path(), args=CHROMIUM_ARGS
             )
             page = browser.new_page(viewport={"width": 1100, "height": 760})
-            page.goto((page_run / "report.html").as_uri())
+            page.goto((page_run / RunDir.REPORT).as_uri())
             page.wait_for_function("() => document.querySelector('.u-over')")
             page.screenshot(path=str(OUT / "report.png"))
             browser.close()

@@ -354,3 +354,19 @@ with open(sys.argv[1], "wb", buffering=0) as film:
                 print("full", flush=True)
                 told = True
 """
+
+
+def test_a_run_that_could_not_write_its_summary_is_counted_from_its_parts(tmp_path):
+    # the run's own summary can be lost to a disk that stays full; the failure's summary then
+    # counts the episodes its parts hold, never fewer or more
+    from rlrec.cli import _failed_summary
+    from rlrec.rundir import RunDir
+
+    run = tmp_path / "run"
+    assert run_cli(["episodes=5", "trigger=never", "sinks=[parquet]"], run).code == 0
+    (run / "summary.json").unlink()
+    _failed_summary(run, "OSError: [Errno 28] No space left on device")
+    summary = _strict((run / "summary.json").read_text())
+    rows = RunDir(run).read_episodes()
+    assert summary["status"] == "failed" and summary["n"] == len(rows) == 5
+    assert summary["mean"] == pytest.approx(np.mean(rows["return"].to_numpy()))

@@ -41,12 +41,20 @@ class FlakyTracker(Tracker):
         return {"id": earlier["id"] if earlier else "flaky-run-1"}
 
     def log_episodes(self, batch: EpisodeBatch) -> None:
-        # a batch is one request: taken whole or not at all, as a server takes it
-        if self._outage_since is not None or self.fail_at in batch.episodes:
-            self._outage_since = self._outage_since or time.monotonic()
-            if self.down_s is None or time.monotonic() - self._outage_since < self.down_s:
-                batch.current = max(self.fail_at, batch.episodes[0])
-                raise RuntimeError("the tracker's server went away")
+        # as a server takes them: one at a time, each kept once (an episode sent again after a
+        # retry is not stored twice, as MLflow keeps one copy of an identical metric)
+        held = self._held_here()
         with self._log.open("a") as out:
             for episode, _, metrics in batch.rows():
-                out.write(json.dumps({"episode": episode, **metrics}) + "\n")
+                if episode == self.fail_at or self._outage_since is not None:
+                    self._outage_since = self._outage_since or time.monotonic()
+                    if self.down_s is None or time.monotonic() - self._outage_since < self.down_s:
+                        raise RuntimeError("the tracker's server went away")
+                if episode not in held:
+                    out.write(json.dumps({"episode": episode, **metrics}) + "\n")
+                    held.add(episode)
+
+    def _held_here(self) -> set[int]:
+        if not self._log.exists():
+            return set()
+        return {json.loads(line)["episode"] for line in self._log.read_text().splitlines()}

@@ -495,10 +495,10 @@ class Tracker(TrackerHooks, Sink):
         """A batch failed: keep it and retry with backoff, or give up once ``retry_s`` is up."""
         if self.failure is not None:
             return
-        # the first episode it lacks: the first of what it was handed (the one that failed may
-        # be a later one, or none: a memory sample, the end)
+        # where it failed; or, if that was no episode's (a memory sample, the end), the first
+        # episode of what it was handed
         first = next((item[0] for kind, item in items if kind == "episode"), None)
-        failure = failure | {"episode": _or(first, failure["episode"])}
+        failure = failure | {"episode": _or(failure["episode"], first)}
         now = time.monotonic()
         if self._down_since is None:
             self._down_since = now
