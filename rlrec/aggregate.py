@@ -6,7 +6,7 @@
 run is its overrides other than the env's, the seed's and those that do not change the agent
 (``trigger``, ``video``, ``sinks``, ``hydra``, ``workers``, ``shard(s)``, ``memory_every_s``,
 ``resume``, ``episodes``, ``aggregate``), sorted and joined by spaces, so the same algorithm in
-two sweeps is one.
+two sweeps is one; empty when all the runs aggregated share one.
 
 **Normalized scores**: ``(score - random) / (target - random)`` with the env's reference pair,
 ``env.reference_scores={random: .., target: ..}`` or, for Atari, the random and human scores
@@ -24,6 +24,7 @@ the same runs give the same files.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import zlib
 from collections.abc import Sequence
@@ -425,6 +426,8 @@ def aggregate_sweeps(sweeps: Sequence[Path], out: Path, config: dict[str, Any]) 
     """Compute the claims over ``sweeps`` into ``out``; return the lines to print."""
     chosen = settings(config)
     scores, left_out = collect(sweeps, chosen["last_episodes"])
+    if len({s.algorithm for s in scores}) == 1:  # one algorithm: nothing to tell apart
+        scores = [dataclasses.replace(s, algorithm="") for s in scores]
     tables = aggregate(scores, chosen["reps"], chosen["seed"])
     write_tables(out, tables)
     unreferenced = sorted({s.env for s in scores if s.reference is None})

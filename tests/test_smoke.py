@@ -195,6 +195,7 @@ def test_rlrec_aggregate_makes_the_claims_of_a_sweep(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     rows = pq.read_table(tmp_path / "claims" / "aggregates.parquet").to_pylist()
     pooled = next(r for r in rows if r["env"] is None and r["metric"] == "mean")
+    assert {r["algorithm"] for r in rows} == {""}  # one algorithm: empty
     returns = [r["return"] for s in (0, 1) for r in plain_loop("CartPole-v1", s, 2)]
     assert pooled["estimate"] == pytest.approx(sum(returns) / len(returns) / 500, rel=1e-12)
     assert pooled["n_runs"] == 2
