@@ -244,6 +244,11 @@ def _numbers(values: Any) -> list[float | int | None]:
     return out
 
 
+def escape(value: Any) -> str:
+    """``value`` as HTML text (or an attribute's value)."""
+    return html.escape(str(value), quote=True)
+
+
 def page(title: str, parts: Iterable[str]) -> str:
     """A whole page: rlrec's style, the chart and table script, then ``parts``."""
     body = "\n".join(parts)

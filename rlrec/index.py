@@ -433,10 +433,7 @@ def _num(value: Any) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def _e(value: Any) -> str:
-    import html
-
-    return html.escape(str(value), quote=True)
+_e = charts.escape
 
 
 _INDEX_JS = """

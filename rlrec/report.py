@@ -10,7 +10,6 @@ Parquet file, so the page stays small.
 from __future__ import annotations
 
 import heapq
-import html
 import json
 import os
 from collections import deque
@@ -362,8 +361,7 @@ def _tracker_failures(run: RunDir, failures: dict[str, Any]) -> str:
     )
 
 
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+_e = charts.escape
 
 
 def _num(value: Any, digits: int = 2) -> str:

@@ -1,7 +1,7 @@
 """Remake the README's and the site's pictures with rlrec itself: a filmed CartPole episode as an
 animated GIF (rlrec's gif codec) and a screenshot of that run's report page (Debian's chromium).
 
-    python scripts/make_pictures.py      # writes docs/assets/episode.gif and report.png
+    python scripts/make_pictures.py   # docs/assets/episode.gif, report-page-screenshot.png
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1100, "height": 760})
             page.goto((page_run / RunDir.REPORT).as_uri())
             page.wait_for_function("() => document.querySelector('.u-over')")
-            page.screenshot(path=str(OUT / "report.png"))
+            page.screenshot(path=str(OUT / "report-page-screenshot.png"))
             browser.close()
-    print(OUT / "episode.gif", OUT / "report.png")
+    print(OUT / "episode.gif", OUT / "report-page-screenshot.png")
 
 
 if __name__ == "__main__":

@@ -202,12 +202,18 @@ def test_a_resumed_run_continues_its_mlflow_run_without_repeats(server, tmp_path
     assert sorted(m.step for m in history) == list(range(3000))  # each episode once
 
 
-def _wait_for_a_commit(live: LiveRun, run_dir: Path) -> None:
-    """Until the tracker holds some episodes (it starts logging a second or so into the run)."""
+def _logging_run(server: Server, run_dir: Path, episodes: int, retry_s: float) -> LiveRun:
+    """A run logging to ``server``, once the tracker holds some episodes (it starts logging a
+    second or so into the run): the moment to take the server away."""
+    args = ["sinks=[parquet,console,mlflow]", f"sinks.mlflow.tracking_uri={server.uri}"]
+    args += [f"episodes={episodes}", "env.max_episode_steps=60", "trigger=periodic"]
+    live = LiveRun(run_dir, *args, "trigger.period=500", f"sinks.mlflow.retry_s={retry_s}")
+    live.wait_for_episodes(200)
     deadline = time.monotonic() + 120
     while not json.loads((run_dir / "trackers.json").read_text())["mlflow"].get("logged"):
         assert time.monotonic() < deadline and live.proc.poll() is None, live.proc.stderr.read()
         time.sleep(0.02)
+    return live
 
 
 def _steps(server: Server, run_id: str) -> list[int]:
@@ -218,12 +224,7 @@ def test_a_server_back_after_an_outage_gets_every_episode_once(tmp_path):
     outage = Server(tmp_path / "outage")
     try:
         run_dir = tmp_path / "run"
-        args = ["sinks=[parquet,console,mlflow]", f"sinks.mlflow.tracking_uri={outage.uri}"]
-        args += ["episodes=3000", "env.max_episode_steps=60", "trigger=periodic"]
-        args += ["trigger.period=500", "sinks.mlflow.retry_s=120"]
-        live = LiveRun(run_dir, *args)
-        live.wait_for_episodes(200)
-        _wait_for_a_commit(live, run_dir)
+        live = _logging_run(outage, run_dir, episodes=3000, retry_s=120)
         outage.stop()  # the server's whole process group, killed mid-run
         time.sleep(4)
         outage.start()  # the same port and store, a few seconds later
@@ -256,12 +257,7 @@ def test_a_server_down_to_the_end_is_filled_by_rlrec_sync(tmp_path):
     down = Server(tmp_path / "down")
     try:
         run_dir = tmp_path / "run"
-        args = ["sinks=[parquet,console,mlflow]", f"sinks.mlflow.tracking_uri={down.uri}"]
-        args += ["episodes=4000", "env.max_episode_steps=60", "trigger=periodic"]
-        args += ["trigger.period=500", "sinks.mlflow.retry_s=2"]
-        live = LiveRun(run_dir, *args)
-        live.wait_for_episodes(200)
-        _wait_for_a_commit(live, run_dir)
+        live = _logging_run(down, run_dir, episodes=4000, retry_s=2)
         down.stop()
         code = live.wait()
         assert code == 0, live.proc.stderr.read()[-2000:]

@@ -498,7 +498,8 @@ class Tracker(TrackerHooks, Sink):
         # where it failed; or, if that was no episode's (a memory sample, the end), the first
         # episode of what it was handed
         first = next((item[0] for kind, item in items if kind == "episode"), None)
-        failure = failure | {"episode": _or(failure["episode"], first)}
+        if failure["episode"] is None:
+            failure = failure | {"episode": first}
         now = time.monotonic()
         if self._down_since is None:
             self._down_since = now
@@ -540,10 +541,6 @@ __all__ = [
     "start_failure",
     "summary_numbers",
 ]
-
-
-def _or(value: Any, instead: Any) -> Any:
-    return instead if value is None else value
 
 
 def _await_file(path: Path, timeout_s: float = 60.0) -> None:
