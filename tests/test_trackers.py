@@ -9,6 +9,8 @@ import json
 import struct
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -157,8 +159,9 @@ def test_a_tracker_that_fails_mid_run_costs_one_warning_not_the_run(tmp_path, ow
     assert sorted(p.name for p in (run / "videos").iterdir()) == [
         f"eval-episode-{i}.mp4" for i in (0, 4, 8)
     ]
-    logged = [json.loads(line)["episode"] for line in (run / LOG).read_text().splitlines()]
-    assert logged == [0, 1, 2, 3, 4]  # what it took before it went down, once each
+    logged = _tracker_log(run)
+    assert [x["episode"] for x in logged if "episode" in x] == [0, 1, 2, 3, 4]  # once each
+    assert [x["film"] for x in logged if "film" in x] == [0, 4]
 
 
 @pytest.mark.parametrize("own_process", [False, True])
@@ -179,7 +182,7 @@ def test_a_tracker_down_for_a_while_gets_every_episode_once(tmp_path, own_proces
     output = result.proc.stdout + result.proc.stderr
     assert "flaky tracker failed at episode 5" in output and "retrying for 30" in output
     assert "flaky tracker is back after" in output and "lacks episodes" not in output
-    logged = [json.loads(line) for line in (run / LOG).read_text().splitlines()]
+    logged = [x for x in _tracker_log(run) if "episode" in x]
     assert [x["episode"] for x in logged] == list(range(400))  # every episode, in order, once
     rows = pd.read_parquet(run / "episodes.parquet")
     assert [x["return"] for x in logged] == rows["return"].tolist()
@@ -188,6 +191,26 @@ def test_a_tracker_down_for_a_while_gets_every_episode_once(tmp_path, own_proces
     entry = json.loads((run / "trackers.json").read_text())["flaky"]
     assert entry["episodes"] == [[0, 399]] and entry["logged"] == 400
     assert entry["ended"] == "complete"
+
+
+def test_a_film_whose_upload_failed_is_sent_when_the_tracker_is_back(tmp_path):
+    # the film's episode row went through just before the outage: the row is held, the film not
+    args = ["+sinks.flaky.own_process=true", "episodes=40", "env.max_episode_steps=30"]
+    args += ["trigger=periodic", "trigger.period=10", "+sinks.flaky.film=true"]
+    args += ["+sinks.flaky._target_=tests.trackers.FlakyTracker", "+sinks.flaky.fail_at=10"]
+    args += ["+sinks.flaky.down_s=1.5", "+sinks.flaky.retry_s=30"]
+    result = run_cli(args, tmp_path / "run")
+    assert result.code == 0, result.proc.stderr[-2000:]
+    output = result.proc.stdout + result.proc.stderr
+    assert "flaky tracker failed at episode 10" in output and "is back after" in output
+    logged = _tracker_log(tmp_path / "run")
+    assert [x["episode"] for x in logged if "episode" in x] == list(range(40))
+    films = [(x["film"], x["name"]) for x in logged if "film" in x]
+    assert films == [(e, f"eval-episode-{e}.mp4") for e in (0, 10, 20, 30)]  # each once
+
+
+def _tracker_log(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / LOG).read_text().splitlines()]
 
 
 @pytest.mark.parametrize("own_process", [False, True])

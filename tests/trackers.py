@@ -1,5 +1,6 @@
-"""A tracker built on rlrec's tracker base for the tests: it logs each episode to a JSON-lines file
-in the run directory, and goes down at a chosen episode (or cannot start at all)."""
+"""A tracker built on rlrec's tracker base for the tests: it logs each episode (and each film) to a
+JSON-lines file in the run directory, and goes down at a chosen episode or film (or cannot start at
+all)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ LOG = "flaky.jsonl"
 class FlakyTracker(Tracker):
     """Goes down at episode ``fail_at`` (never with None): for good, or for ``down_s`` seconds;
     ``start_error``: cannot start; ``own_process``: its hooks run in a process of their own;
-    ``retry_s``: as every tracker's (0 here: given up on at once)."""
+    ``retry_s``: as every tracker's (0 here: given up on at once); ``film``: it goes down when
+    handed the film of ``fail_at`` (its row was taken just before), not the row."""
 
     name = "flaky"
 
@@ -28,8 +30,10 @@ class FlakyTracker(Tracker):
         own_process: bool = False,
         retry_s: float = 0,
         down_s: float | None = None,
+        film: bool = False,
     ) -> None:
         self.fail_at, self.start_error, self.down_s = fail_at, start_error, down_s
+        self.film = film
         self.runs_in = "process" if own_process else "thread"
         self.retry_s = retry_s
         self._outage_since: float | None = None
@@ -46,15 +50,25 @@ class FlakyTracker(Tracker):
         held = self._held_here()
         with self._log.open("a") as out:
             for episode, _, metrics in batch.rows():
-                if episode == self.fail_at or self._outage_since is not None:
-                    self._outage_since = self._outage_since or time.monotonic()
-                    if self.down_s is None or time.monotonic() - self._outage_since < self.down_s:
-                        raise RuntimeError("the tracker's server went away")
+                self._outage(episode == self.fail_at and not self.film)
                 if episode not in held:
                     out.write(json.dumps({"episode": episode, **metrics}) + "\n")
                     held.add(episode)
 
+    def log_video(self, episode: int, path: Path) -> None:
+        self._outage(episode == self.fail_at and self.film)
+        with self._log.open("a") as out:  # every upload, so that one twice shows
+            out.write(json.dumps({"film": episode, "name": path.name}) + "\n")
+
+    def _outage(self, begins: bool) -> None:
+        """Raise while the server is down: from when it ``begins``, for ``down_s`` or for good."""
+        if begins or self._outage_since is not None:
+            self._outage_since = self._outage_since or time.monotonic()
+            if self.down_s is None or time.monotonic() - self._outage_since < self.down_s:
+                raise RuntimeError("the tracker's server went away")
+
     def _held_here(self) -> set[int]:
         if not self._log.exists():
             return set()
-        return {json.loads(line)["episode"] for line in self._log.read_text().splitlines()}
+        lines = self._log.read_text().splitlines()
+        return {row["episode"] for row in map(json.loads, lines) if "episode" in row}

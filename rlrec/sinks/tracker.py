@@ -231,6 +231,8 @@ class TrackerHooks:
         if not fresh:
             self._held.add_all(self.holds())
         self._config_logged = not fresh
+        # a film whose upload failed after its episode's row was committed: owed, though held
+        self._films_owed: set[int] = set()
         pid = os.getpid() if self.runs_in == "process" else None
         self._entry = {k: v for k, v in entry.items() if k != "ended"} | {"pid": pid}
         self._entry |= {"episodes": self._held.ranges(), "logged": len(self._held)}
@@ -254,7 +256,7 @@ class TrackerHooks:
         samples: list[MemorySample] = []
         console: list[tuple[str, str]] = []
         done: list[int] = []
-        at, batch, held = None, None, self._held
+        at, batch, held, film = None, None, self._held, None
         try:
             for kind, item in items:
                 if kind == "episode":
@@ -273,10 +275,12 @@ class TrackerHooks:
                     self.log_episodes(batch)
                     done += batch.episodes
                     rows, batch = [], None
-                if kind == "video" and item[0] not in held:
-                    at = item[0]
+                if kind == "video" and (item[0] not in held or item[0] in self._films_owed):
+                    at = film = item[0]
                     _await_file(item[1])
                     self.log_video(*item)
+                    self._films_owed.discard(film)
+                    film = None
                 elif kind == "config" and not self._config_logged:
                     self.log_config(item)
                     self._config_logged = True
@@ -303,6 +307,8 @@ class TrackerHooks:
                 self._committed([], {"pid": None, "ended": summary.get("status", "failed")})
             return {}
         except Exception as err:
+            if film is not None:
+                self._films_owed.add(film)
             if done:
                 with contextlib.suppress(Exception):
                     self._committed(done, self.commit())
