@@ -31,7 +31,7 @@ vec_env = make_vec_env(
     },
 )
 model = PPO("MlpPolicy", vec_env, seed=0, verbose=0)
-model.learn(total_timesteps=30_000)
+model.learn(total_timesteps=20_000)  # CartPole is learnt by then (return ~270)
 model.save("outputs/ppo-cartpole.zip")
 vec_env.close()  # closes the Recorder: summary.json, the merged Parquet, report.html
 
