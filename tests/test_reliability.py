@@ -287,13 +287,14 @@ def test_a_constructor_that_raises_is_named_with_what_it_raised(tmp_path):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 2 MB tmpfs: a disk that fills up (mounting one needs root, as in CI)."""
+    """A 1 MB tmpfs: a disk that fills up within seconds of filming (mounting one needs root,
+    as in CI)."""
     from tests.system import require
 
     disk = tmp_path / "disk"
     disk.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True
     )
     if mounted.returncode != 0:
         require("a tmpfs mount", "run as root (a file-size limit is tested without it)")
