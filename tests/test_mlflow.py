@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -220,14 +222,24 @@ def _steps(server: Server, run_id: str) -> list[int]:
     return sorted(m.step for m in server.client.get_metric_history(run_id, "episode/return"))
 
 
-def test_a_server_back_after_an_outage_gets_every_episode_once(tmp_path):
-    outage = Server(tmp_path / "outage")
+@contextlib.contextmanager
+def _running_again(server: Server) -> Iterator[Server]:
+    """The module's server, taken away by the test within, running again after it (the tests
+    after it use it too)."""
     try:
+        yield server
+    finally:
+        if server.proc.poll() is not None:
+            server.start()
+
+
+def test_a_server_back_after_an_outage_gets_every_episode_once(server, tmp_path):
+    with _running_again(server) as outage:
         run_dir = tmp_path / "run"
         live = _logging_run(outage, run_dir, episodes=3000, retry_s=120)
         outage.stop()  # the server's whole process group, killed mid-run
-        time.sleep(4)
-        outage.start()  # the same port and store, a few seconds later
+        time.sleep(1)
+        outage.start()  # the same port and store, a few seconds later (it takes ~7 s to start)
         code = live.wait()
         output = live.proc.stderr.read()
         assert code == 0, output[-2000:]
@@ -240,8 +252,6 @@ def test_a_server_back_after_an_outage_gets_every_episode_once(tmp_path):
         assert run.info.status == "FINISHED"
         artifacts = [a.path for a in outage.client.list_artifacts(run_id, "videos")]
         assert len(artifacts) == 6  # the films of the outage too
-    finally:
-        outage.stop()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["tracker_failures"] == {}
     entry = json.loads((run_dir / "trackers.json").read_text())["mlflow"]
@@ -251,11 +261,10 @@ def test_a_server_back_after_an_outage_gets_every_episode_once(tmp_path):
     assert "the mlflow tracker is back after" in log
 
 
-def test_a_server_down_to_the_end_is_filled_by_rlrec_sync(tmp_path):
+def test_a_server_down_to_the_end_is_filled_by_rlrec_sync(server, tmp_path):
     from tests.test_smoke import _script
 
-    down = Server(tmp_path / "down")
-    try:
+    with _running_again(server) as down:
         run_dir = tmp_path / "run"
         live = _logging_run(down, run_dir, episodes=4000, retry_s=2)
         down.stop()
@@ -279,8 +288,6 @@ def test_a_server_down_to_the_end_is_filled_by_rlrec_sync(tmp_path):
         again = _script("rlrec-sync", str(run_dir))
         assert again.returncode == 0 and "nothing to send" in again.stdout, again.stderr
         assert _steps(down, run_id) == list(range(4000))
-    finally:
-        down.stop()
 
 
 def test_rlrec_sync_takes_the_run_lock(server, tmp_path):
