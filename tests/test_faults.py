@@ -27,6 +27,9 @@ from tests.conftest import decode, run_cli
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("faults")]
 
 #: Modules the killed processes need, imported once by the fork server.
+#: How often the files are looked at while a process is to be killed: a look that never rests takes
+#: a core from the process it watches (two cores here, another test on the other).
+POLL_S = 0.001
 PRELOAD = [
     "rlrec.merge",
     "rlrec.build",
@@ -152,6 +155,7 @@ def _kill_when(
                 proc.kill()
                 return seen
             assert time.monotonic() < deadline
+            time.sleep(POLL_S)
     finally:
         proc.join(30)
     return None
@@ -295,6 +299,7 @@ def test_a_resume_killed_at_any_moment_is_finished_by_the_next(forks, stopped, t
                 seen = progress
                 break
             assert time.monotonic() < deadline
+            time.sleep(POLL_S)
         proc.join(30)
         reached.append(seen)
         rerun = forks.Process(target=_resume, args=(str(copy),))
