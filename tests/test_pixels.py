@@ -241,14 +241,25 @@ def test_adaptive_films_are_their_episodes(method, tmp_path):
     _assert_films_are_their_episodes(tmp_path, _rows(tmp_path), 77, 101)
 
 
-@pytest.mark.parametrize("parallel", ["env.num_envs=2", "workers=2"])
+@pytest.mark.parametrize(
+    "parallel",
+    [
+        ["env.num_envs=2", "trigger=every"],
+        ["workers=2", "trigger=every"],
+        # the processes of the sub-environments filmed are asked for their frames alone
+        ["env.num_envs=3", "env.vectorization=async", "trigger=periodic", "trigger.period=2"],
+    ],
+    ids=["vector", "workers", "async-some"],
+)
 def test_vector_and_worker_runs_film_each_episode(parallel, tmp_path):
-    args = [*_pixel_env(150, 150), parallel, "episodes=6", "trigger=every"]
+    args = [*_pixel_env(150, 150), *parallel, "episodes=6"]
     result = run_cli([*args, "sinks=[parquet]"], tmp_path)
     assert result.code == 0, result.proc.stderr[-2000:]
     rows = _rows(tmp_path)
-    if parallel == "env.num_envs=2":
-        assert {r["env_index"] for r in rows} == {0, 1}
+    if "workers=2" not in parallel:
+        assert {r["env_index"] for r in rows} == set(range(int(parallel[0][-1])))
+    if "trigger.period=2" in parallel:
+        assert [r["episode"] for r in rows if r["video"]] == [0, 2, 4]
     _assert_films_are_their_episodes(tmp_path, rows, 150, 150)
 
 
