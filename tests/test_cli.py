@@ -108,13 +108,23 @@ def test_multirun_range_grid(tmp_path):
         _assert_complete_run(tmp_path / "sweep" / str(job), 3)
 
 
+LAUNCHED = ["seed=range(0,4)", "trigger=periodic", "trigger.period=2", "episodes=3"]
+
+
+@pytest.fixture(scope="module")
+def basic_sweep(tmp_path_factory):
+    """The sweep every other launcher is compared with, on Hydra's basic launcher."""
+    sweep = tmp_path_factory.mktemp("basic")
+    _assert_ok(run_cli(LAUNCHED, sweep, multirun=True))
+    return sweep
+
+
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
-def test_launchers_give_the_same_columns_as_the_basic_one(tmp_path, launcher):
-    args = ["seed=range(0,4)", "trigger=periodic", "trigger.period=2", "episodes=3"]
-    _assert_ok(run_cli(args, tmp_path / "basic", multirun=True))
-    _assert_ok(run_cli([f"hydra/launcher={launcher}", *args], tmp_path / "other", multirun=True))
+def test_launchers_give_the_same_columns_as_the_basic_one(basic_sweep, tmp_path, launcher):
+    args = [f"hydra/launcher={launcher}", *LAUNCHED]
+    _assert_ok(run_cli(args, tmp_path / "other", multirun=True))
     for job in range(4):
-        basic = _assert_complete_run(tmp_path / "basic" / str(job), 3)
+        basic = _assert_complete_run(basic_sweep / str(job), 3)
         other = _assert_complete_run(tmp_path / "other" / str(job), 3)
         assert [{k: r[k] for k in [*KEY, "video"]} for r in basic] == [
             {k: r[k] for k in [*KEY, "video"]} for r in other
