@@ -56,8 +56,9 @@ def _columns(rows, columns=(*REPRODUCIBLE, "video")):
 
 @pytest.mark.parametrize("policy", ["random", "balance"])
 def test_same_rows_and_films_as_run_py(tmp_path, policy):
-    episodes, seed = 7, 5
+    episodes, seed, steps = 7, 5, 120  # the balancing policy's episodes end truncated, not at 500
     overrides = [f"episodes={episodes}", f"seed={seed}", "trigger=periodic", "trigger.period=3"]
+    overrides.append(f"env.max_episode_steps={steps}")
     if policy == "balance":
         overrides += ["policy=custom", "policy._target_=tests.policies.BalancePolicy"]
     cli = run_cli([*overrides, "sinks=[parquet]"], tmp_path / "cli")
@@ -66,7 +67,7 @@ def test_same_rows_and_films_as_run_py(tmp_path, policy):
     if policy == "balance":
         act = BalancePolicy(None, None).act
     env = Recorder(
-        gym.make("CartPole-v1", render_mode="rgb_array"),
+        gym.make("CartPole-v1", render_mode="rgb_array", max_episode_steps=steps),
         tmp_path / "loop",
         trigger={"_target_": "rlrec.triggers.Periodic", "period": 3},
         sinks=["parquet"],
@@ -82,6 +83,8 @@ def test_same_rows_and_films_as_run_py(tmp_path, policy):
         if row["video"]:
             assert decode(tmp_path / "loop" / row["video"])[:2] == (row["length"] + 1, 50)
     assert [r["episode"] for r in ours if r["video"]] == [0, 3, 6]
+    if policy == "balance":
+        assert {r["length"] for r in ours} == {steps} and all(r["truncated"] for r in ours)
     assert not (tmp_path / "loop" / ".hydra").exists()
     summary = json.loads((tmp_path / "loop" / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["n"] == episodes
