@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,6 +100,7 @@ def _sync(
 ) -> str:
     from rlrec.memory import MemorySample
     from rlrec.records import EpisodeRecord, RunInfo
+    from rlrec.sinks.tracker import FILMS_OWED
     from rlrec.stats import RunTotals
 
     summary = run.read_summary()
@@ -114,7 +116,8 @@ def _sync(
     if earlier is not None and sink.lost(earlier):
         earlier, held = None, EpisodeRanges()
     lacking = [e for e in episodes if e not in held]
-    if earlier is not None and not lacking and earlier.get("ended") == status:
+    owed = earlier.get(FILMS_OWED) if earlier is not None else None
+    if earlier is not None and not lacking and not owed and earlier.get("ended") == status:
         return f"{name}: holds all {len(rows)} episodes already; nothing to send"
     env = config.get("env") or {}
     info = RunInfo(
@@ -141,6 +144,8 @@ def _sync(
     missing = [e for e in episodes if e not in now]
     if missing:
         raise OSError(f"{name} still lacks {len(missing)} episodes (from {missing[0]} on)")
+    if entry.get(FILMS_OWED):
+        raise OSError(f"{name} still lacks the films of episodes {entry[FILMS_OWED]}")
     sent = len(lacking) if earlier is not None else len(rows)
     return f"{name}: sent {sent} episodes; it holds all {len(rows)}; ended {entry.get('ended')}"
 
@@ -180,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a sink setting (where a tracker recorded without one goes, or goes now)",
     )
     args = parser.parse_intermixed_args(argv)  # RUN --sink NAME sinks.NAME.KEY=VALUE
+    if os.getcwd() not in sys.path:  # a custom sink's class imports from here, as in run.py
+        sys.path.insert(0, os.getcwd())
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the trackers' own lines
     runs = _runs(args.path)
     if not runs:

@@ -266,13 +266,13 @@ def test_a_server_down_to_the_end_is_filled_by_rlrec_sync(server, tmp_path):
 
     with _running_again(server) as down:
         run_dir = tmp_path / "run"
-        live = _logging_run(down, run_dir, episodes=4000, retry_s=2)
+        live = _logging_run(down, run_dir, episodes=2000, retry_s=2)
         down.stop()
         code = live.wait()
         assert code == 0, live.proc.stderr.read()[-2000:]
         output = (run_dir / "rlrec.log").read_text()
         summary = json.loads((run_dir / "summary.json").read_text())
-        assert summary["status"] == "complete" and summary["n"] == 4000
+        assert summary["status"] == "complete" and summary["n"] == 2000
         failure = summary["tracker_failures"]["mlflow"]
         assert failure["error"] and failure["episode"] > 0
         closing = [line for line in output.splitlines() if "lacks episodes" in line]
@@ -282,12 +282,12 @@ def test_a_server_down_to_the_end_is_filled_by_rlrec_sync(server, tmp_path):
         assert down.client.get_run(run_id).info.status == "RUNNING"  # never told it ended
         synced = _script("rlrec-sync", str(run_dir))
         assert synced.returncode == 0, synced.stderr[-2000:]
-        assert _steps(down, run_id) == list(range(4000))
+        assert _steps(down, run_id) == list(range(2000))
         assert down.client.get_run(run_id).info.status == "FINISHED"
-        assert len(down.client.list_artifacts(run_id, "videos")) == 8
+        assert len(down.client.list_artifacts(run_id, "videos")) == 4
         again = _script("rlrec-sync", str(run_dir))
         assert again.returncode == 0 and "nothing to send" in again.stdout, again.stderr
-        assert _steps(down, run_id) == list(range(4000))
+        assert _steps(down, run_id) == list(range(2000))
 
 
 def test_rlrec_sync_takes_the_run_lock(server, tmp_path):

@@ -209,6 +209,30 @@ def test_a_film_whose_upload_failed_is_sent_when_the_tracker_is_back(tmp_path):
     assert films == [(e, f"eval-episode-{e}.mp4") for e in (0, 10, 20, 30)]  # each once
 
 
+def test_a_film_still_owed_when_the_tracker_was_given_up_on_is_sent_by_rlrec_sync(tmp_path):
+    # down for good at the film of episode 10 (its row went through): trackers.json keeps the
+    # film as owed, and rlrec-sync sends it with the rows after it, each once
+    from tests.test_smoke import _script
+
+    run = tmp_path / "run"
+    args = ["+sinks.flaky.own_process=true", "episodes=40", "env.max_episode_steps=30"]
+    args += ["trigger=periodic", "trigger.period=10", "+sinks.flaky.film=true"]
+    args += ["+sinks.flaky._target_=tests.trackers.FlakyTracker", "+sinks.flaky.fail_at=10"]
+    result = run_cli(args, run)
+    assert result.code == 0, result.proc.stderr[-2000:]
+    entry = json.loads((run / "trackers.json").read_text())["flaky"]
+    assert entry["films_owed"] == [10] and entry["episodes"] == [[0, 10]]
+    synced = _script("rlrec-sync", str(run), "sinks.flaky.fail_at=null")
+    assert synced.returncode == 0, synced.stderr[-2000:]
+    logged = _tracker_log(run)
+    assert [x["episode"] for x in logged if "episode" in x] == list(range(40))
+    assert sorted(x["film"] for x in logged if "film" in x) == [0, 10, 20, 30]
+    entry = json.loads((run / "trackers.json").read_text())["flaky"]
+    assert "films_owed" not in entry and entry["episodes"] == [[0, 39]]
+    again = _script("rlrec-sync", str(run), "sinks.flaky.fail_at=null")
+    assert again.returncode == 0 and "nothing to send" in again.stdout, again.stderr
+
+
 def _tracker_log(run: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run / LOG).read_text().splitlines()]
 

@@ -59,6 +59,11 @@ def require(module: str, extra: str, key: str) -> Any:
         ) from None
 
 
+#: The key of ``trackers.json``'s entry listing the episodes whose films the tracker lacks
+#: though it holds their rows (an upload that failed after the row went through).
+FILMS_OWED = "films_owed"
+
+
 def retry_delay(name: str, retry_s: Any) -> float:
     """``sinks.<name>.retry_s`` checked: seconds, 0 or more (0: give up at the first failure)."""
     check_number(f"sinks.{name}.retry_s", retry_s, 0)
@@ -232,10 +237,13 @@ class TrackerHooks:
             self._held.add_all(self.holds())
         self._config_logged = not fresh
         # a film whose upload failed after its episode's row was committed: owed, though held
-        self._films_owed: set[int] = set()
+        # (kept in trackers.json, so that a resume or rlrec-sync sends it)
+        self._films_owed: set[int] = set() if fresh else set(earlier.get(FILMS_OWED, []))
         pid = os.getpid() if self.runs_in == "process" else None
         self._entry = {k: v for k, v in entry.items() if k != "ended"} | {"pid": pid}
         self._entry |= {"episodes": self._held.ranges(), "logged": len(self._held)}
+        if self._films_owed:
+            self._entry[FILMS_OWED] = sorted(self._films_owed)
         self._files.update_tracker(self.name, self._entry)
 
     def _committed(self, done: list[int], commit: dict[str, Any] | None) -> None:
@@ -243,6 +251,10 @@ class TrackerHooks:
         if done:
             self._held.add_all(done)
             entry |= {"episodes": self._held.ranges(), "logged": len(self._held)}
+        if self._films_owed:
+            entry[FILMS_OWED] = sorted(self._films_owed)
+        else:
+            entry.pop(FILMS_OWED, None)
         if entry != self._entry:
             self._entry = entry
             self._files.update_tracker(self.name, entry)
@@ -309,9 +321,9 @@ class TrackerHooks:
         except Exception as err:
             if film is not None:
                 self._films_owed.add(film)
-            if done:
+            if done or film is not None:
                 with contextlib.suppress(Exception):
-                    self._committed(done, self.commit())
+                    self._committed(done, self.commit() if done else None)
             error = f"{type(err).__name__}: {' '.join(str(err).split())}"
             return {"failure": {"episode": batch.current if batch else at, "error": error}}
 
@@ -379,8 +391,10 @@ class Tracker(TrackerHooks, Sink):
                 f"check the sinks.{self.name} settings, or leave {self.name} out of sinks",
             ) from None
         entry = self._files.read_trackers().get(self.name, {})
-        #: The episodes the tracker holds already (a resume, rlrec-sync): not sent again.
+        #: The episodes the tracker holds already (a resume, rlrec-sync): not sent again, but
+        #: for the films it still lacks.
         self._held = EpisodeRanges.of_entry(entry)
+        self._films_owed = set(entry.get(FILMS_OWED, []))
         url = entry.get("url")
         if url:  # where to look: the tracker's page of this run
             log.info("%s: %s", self.name, url)
@@ -415,7 +429,11 @@ class Tracker(TrackerHooks, Sink):
 
     def write(self, record: EpisodeRecord) -> None:
         self._curve.add(record)
-        if self.failure is not None or record.episode in self._held:
+        if self.failure is not None:
+            return
+        if record.episode in self._held:
+            if record.episode in self._films_owed and record.video is not None:
+                self._queue.append(("video", (record.episode, self._files.path / record.video)))
             return
         self._queue.append(
             (
