@@ -233,14 +233,16 @@ def join(spec: dict[str, Any]) -> None:
                     if caption:
                         _caption(frame, caption)
                     writer.write(frame)
+        if writer is None:
+            raise OSError("the filmed videos held no frames")
+        writer.release()  # a full disk may show first here, as the last bytes go out
+        writer = None
     except BaseException:
         if writer is not None:
-            writer.release()
-        tmp.unlink(missing_ok=True)
+            with contextlib.suppress(Exception):  # the error that stopped it is the one to tell
+                writer.release()
+        tmp.unlink(missing_ok=True)  # nothing half-written stays
         raise
-    if writer is None:
-        raise OSError("the filmed videos held no frames")
-    writer.release()
     os.replace(tmp, final)
 
 

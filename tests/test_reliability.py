@@ -321,6 +321,23 @@ def test_a_full_disk_ends_with_one_line_and_a_failed_summary(small_disk):
     assert not [p.name for p in run_dir.rglob("*partial*")]
 
 
+def test_a_full_disk_while_tensorboard_makes_its_gifs_names_the_disk(small_disk):
+    # the TensorBoard sink makes a GIF of each film with the encoder: its wait used to end after
+    # 300 s as "still logging", hiding the full disk (retry_s=0: given up on at its first failure)
+    run_dir = small_disk / "run"
+    args = ["trigger=every", "episodes=2000", "sinks=[parquet,tensorboard]"]
+    result = run_cli([*args, "sinks.tensorboard.retry_s=0"], run_dir)
+    assert result.code == 1, result.proc.stderr[-2000:]
+    (line,) = result.proc.stderr.strip().splitlines()
+    assert line.startswith("rlrec: error: ") and "No space left on device" in line, line
+    assert "still logging" not in result.proc.stdout + result.proc.stderr
+    summary = _strict((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and "No space left" in summary["error"]
+    failure = summary["tracker_failures"].get("tensorboard")  # if the GIFs met the full disk
+    assert failure is None or "No space left" in failure["error"], failure
+    assert not [p.name for p in run_dir.rglob("*partial*")]  # no half-made GIF either
+
+
 def test_the_summary_goes_in_its_room_while_another_writer_fills_the_disk(small_disk):
     # the encoder may still be filming when the run writes its summary on a full disk: freeing the
     # room before writing would hand the space to that writer, and the summary would be lost
