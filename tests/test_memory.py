@@ -51,11 +51,12 @@ def test_a_run_samples_the_memory_of_its_whole_process_tree(tmp_path):
         assert "<h2>Memory</h2>" in (run / "report.html").read_text()
         png = (run / "learning_curve.png").read_bytes()
         assert int.from_bytes(png[20:24], "big") == 800  # taller: the memory panel below
-    # a second worker process (and its encoder) is counted: tens of MiB more
-    one_peak, two_peak = (
-        json.loads((r.out_dir / "summary.json").read_text())["peak_rss_bytes"] for r in (one, two)
+    # a second worker process (and its encoder) is counted: tens of MiB more while the episodes
+    # run (the peak of the run's end is the main process's own: the plot, the report)
+    one_most, two_most = (
+        _memory(r.out_dir).query("episode < 300")["rss_bytes"].max() for r in (one, two)
     )
-    assert two_peak > one_peak + 30 * 2**20
+    assert two_most > one_most + 30 * 2**20, (one_most / 2**20, two_most / 2**20)
 
 
 def test_memory_stays_flat_over_100000_episodes(tmp_path):
