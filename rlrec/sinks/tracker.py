@@ -507,7 +507,7 @@ class Tracker(TrackerHooks, Sink):
             outcome = {"failure": {"episode": first, "error": f"{type(err).__name__}: {err}"}}
         if "failure" in outcome:
             self._down(outcome["failure"], items, gone)
-        elif self._down_since is not None:
+        elif self._down_since is not None and self.failure is None:  # not its ending alone
             log.warning(
                 "the %s tracker is back after %.0f s; what it missed is sent",
                 self.name,
