@@ -1,7 +1,9 @@
 """Remake the README's and the site's pictures with rlrec itself: a filmed CartPole episode as an
 animated GIF (rlrec's gif codec) and a screenshot of that run's report page (Debian's chromium).
 
-    python scripts/make_pictures.py   # docs/assets/episode.gif, report-page-screenshot.png
+    python scripts/make_pictures.py   # docs/assets/episode.gif, outputs/pictures/report-page.png
+
+The screenshot is of a run's output, so it stays under outputs/ (not in git).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "assets"
+SHOTS = ROOT / "outputs" / "pictures"
 
 
 def main() -> None:
@@ -22,6 +25,7 @@ def main() -> None:
     from tests.browser import CHROMIUM_ARGS, chromium_path
 
     OUT.mkdir(parents=True, exist_ok=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         gif_run, page_run = Path(tmp) / "gif", Path(tmp) / "page"
         balance = ["policy=custom", "policy._target_=tests.policies.BalancePolicy"]
@@ -46,9 +50,9 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1100, "height": 760})
             page.goto((page_run / RunDir.REPORT).as_uri())
             page.wait_for_function("() => document.querySelector('.u-over')")
-            page.screenshot(path=str(OUT / "report-page-screenshot.png"))
+            page.screenshot(path=str(SHOTS / "report-page.png"))
             browser.close()
-    print(OUT / "episode.gif", OUT / "report-page-screenshot.png")
+    print(OUT / "episode.gif", SHOTS / "report-page.png")
 
 
 if __name__ == "__main__":
