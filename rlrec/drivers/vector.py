@@ -193,8 +193,7 @@ class VectorDriver:
         """The frames of sub-environments ``wanted``.
 
         Sync: each sub-environment is asked for its own frame. Async: Gymnasium renders every
-        sub-environment in its process and sends all frames back, so that is what it costs
-        (asking some of the processes alone left a Ctrl-C's replies of the others unread).
+        sub-environment in its process and sends all frames back, so that is what it costs.
         """
         if not wanted:
             return {}
