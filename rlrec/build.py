@@ -113,8 +113,17 @@ class Objects:
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def build(cfg: DictConfig, run_dir: Path | str, job: int = 0, worker: int | None = None) -> Objects:
-    """Check ``cfg`` and build what it describes, for the run's process or for ``worker``."""
+def build(
+    cfg: DictConfig,
+    run_dir: Path | str,
+    job: int = 0,
+    worker: int | None = None,
+    *,
+    runs_episodes: bool = True,
+) -> Objects:
+    """Check ``cfg`` and build what it describes, for the run's process or for ``worker``.
+    ``runs_episodes=False`` (a merge, whose episodes are rows already): its env renders nothing
+    and no encoder starts before a film is made (by replay)."""
     validate(cfg)
     run = RunDir(run_dir)
     in_charge = worker is None
@@ -137,18 +146,18 @@ def build(cfg: DictConfig, run_dir: Path | str, job: int = 0, worker: int | None
     encoder = env = vec = None
     vec_hooks: list[PolicyHooks] = []
     try:
-        if renders and runs_here and not parallel:
+        if renders and runs_here and runs_episodes and not parallel:
             encoder = Encoder()  # a process: it imports its codecs while the env is built
             encoder.start(codec)
         if runs_here and num_envs > 1:
-            vec = make_vector_env(cfg.env, render=renders, log_dir=run.path)
+            vec = make_vector_env(cfg.env, render=renders and runs_episodes, log_dir=run.path)
             vec_hooks = _vector_hooks(
                 cfg.policy, vec.single_observation_space, vec.single_action_space, vec.num_envs
             )
             hooks, metadata, spec = vec_hooks[0], vec.metadata, vec.spec
             skip = _vector_frame_skip(cfg.env, vec)
         else:
-            env = make_env(cfg.env, render=renders, log_dir=run.path)
+            env = make_env(cfg.env, render=renders and runs_episodes, log_dir=run.path)
             hooks = PolicyHooks.of(
                 build_policy(cfg.policy, env.observation_space, env.action_space)
             )

@@ -218,7 +218,7 @@ def _write(run: ShardedRun, chosen: dict[int, Shard], target: RunDir) -> None:
     cfg.sinks = {k: cfg.sinks[k] for k in sinks}
     actions = {} if whole else _actions(shards)
     by_shard = {shard.shard: shard.run for shard in shards}
-    objects = build(cfg, target.path)
+    objects = build(cfg, target.path, runs_episodes=False)  # films are linked, or replayed
     runner = Runner(objects)
     status = "failed"
     try:
