@@ -644,6 +644,28 @@ def parallel(args: argparse.Namespace) -> None:
         )
     print("  targets: rlrec async N=2 at least 1.35x, rlrec workers=2 at least 1.7x")
     print_against(runs, list(slow_rlrec))
+    async_filming(args)
+
+
+def async_filming(args: argparse.Namespace) -> None:
+    """Filming some of an async vector env's sub-environments: only their processes are asked
+    for frames (Gymnasium's ``render`` asks all, and every frame crosses a pipe)."""
+    some = ["env.num_envs=3", "env.vectorization=async", "episodes=300", "sinks=[parquet]"]
+    some_rlrec = {
+        "rlrec async N=3, no film": (*some, "trigger=never"),
+        "rlrec async N=3, every 10th filmed": (*some, "trigger=periodic", "trigger.period=10"),
+        "rlrec async N=3, every one filmed": (*some, "trigger=every"),
+    }
+    some_runs = with_old({k: (lambda o=o: rlrec(*o)) for k, o in some_rlrec.items()}, some_rlrec)
+    runs = interleaved(some_runs, args.repeats)
+    base = median(runs["rlrec async N=3, no film"])
+    print(f"\n300 random CartPole episodes on 3 async sub-environments (median of {args.repeats}):")
+    for name in some_rlrec:
+        print(
+            f"  {name:38s} {median(runs[name]):6.2f} s   this / no film = "
+            f"{median(runs[name]) / base:.2f}x"
+        )
+    print_against(runs, list(some_rlrec))
 
 
 def trackers(args: argparse.Namespace) -> None:
