@@ -28,7 +28,7 @@ def _open_page(chromium, page_path: Path, shot: Path) -> dict:
     errors, failed = [], []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("requestfailed", lambda r: failed.append(r.url))
+    page.on("requestfailed", lambda r: failed.append((r.url, r.failure)))
     try:
         page.goto(page_path.as_uri())
         # films load as they are scrolled into view (preload="none"): scroll to each
@@ -62,10 +62,18 @@ def _open_page(chromium, page_path: Path, shot: Path) -> dict:
 
 
 def _check_page(result: dict, folder: Path) -> None:
-    assert result["errors"] == [] and result["failed"] == []
+    assert result["errors"] == []
     for video in result["videos"]:
         assert video["error"] is None and video["ready"] >= 2, video
         assert (folder / video["src"]).is_file()
+    # Chromium may abort a film's first request and ask again (scrolled past while it loads);
+    # a film that loaded in the end (above) was not lost. Any other failed request is.
+    played = {(folder / v["src"]).resolve().as_uri() for v in result["videos"]}
+    assert [
+        (url, why)
+        for url, why in result["failed"]
+        if not (why == "net::ERR_ABORTED" and url in played)
+    ] == []
     assert all(image["ok"] for image in result["images"]), result["images"]
     for link in result["links"]:
         assert not link.startswith(("http:", "https:", "//")), link  # nothing from the network
