@@ -59,6 +59,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
             [f"job_id_for_{num}" for num in nums],
             [state] * len(nums),
         )
+        _release(jobs)
         try:
             ended = _wait(jobs)
         except KeyboardInterrupt:  # Ctrl-C: SLURM signals the jobs (SIGTERM), which end as
@@ -82,6 +83,11 @@ class SlurmLauncher(SubmititSlurmLauncher):
         """Submitit's executor for the launcher's config (keys shared by every cluster as they
         are, SLURM's own prefixed ``slurm_``, as Hydra's launcher passes them)."""
         params = dict(self.params)
+        # Submitted held, released once submitit has made each job's folder and put its pickle
+        # there (``_release``): a job that an idle cluster starts at once would find neither,
+        # and fail without a log (SLURM before 23.02 does not make a log's folder).
+        params["additional_parameters"] = {**(params.get("additional_parameters") or {})}
+        params["additional_parameters"]["hold"] = True
         executor = submitit.AutoExecutor(
             cluster="slurm",
             folder=params.pop("submitit_folder"),
@@ -92,6 +98,15 @@ class SlurmLauncher(SubmititSlurmLauncher):
             **{key if key in shared else f"slurm_{key}": value for key, value in params.items()}
         )
         return executor
+
+
+def _release(jobs: list[Any]) -> None:
+    """Let SLURM start the sweep's jobs, submitted held (see ``SlurmLauncher._executor``)."""
+    arrays = sorted({job.job_id.split("_")[0] for job in jobs})
+    released = subprocess.run(["scontrol", "release", *arrays], capture_output=True, text=True)
+    if released.returncode != 0:
+        _cancel(jobs)
+        raise RuntimeError(f"scontrol release {' '.join(arrays)} failed: {released.stderr.strip()}")
 
 
 def _cancel(jobs: list[Any], grace_s: float = 30.0) -> None:
