@@ -143,21 +143,22 @@ def build(
         if in_charge
         else []
     )
+    renders_here = renders and runs_episodes  # a merge films by replay only, on its own env
     encoder = env = vec = None
     vec_hooks: list[PolicyHooks] = []
     try:
-        if renders and runs_here and runs_episodes and not parallel:
+        if renders_here and runs_here and not parallel:
             encoder = Encoder()  # a process: it imports its codecs while the env is built
             encoder.start(codec)
         if runs_here and num_envs > 1:
-            vec = make_vector_env(cfg.env, render=renders and runs_episodes, log_dir=run.path)
+            vec = make_vector_env(cfg.env, render=renders_here, log_dir=run.path)
             vec_hooks = _vector_hooks(
                 cfg.policy, vec.single_observation_space, vec.single_action_space, vec.num_envs
             )
             hooks, metadata, spec = vec_hooks[0], vec.metadata, vec.spec
             skip = _vector_frame_skip(cfg.env, vec)
         else:
-            env = make_env(cfg.env, render=renders and runs_episodes, log_dir=run.path)
+            env = make_env(cfg.env, render=renders_here, log_dir=run.path)
             hooks = PolicyHooks.of(
                 build_policy(cfg.policy, env.observation_space, env.action_space)
             )

@@ -86,8 +86,10 @@ class SlurmLauncher(SubmititSlurmLauncher):
         # Submitted held, released once submitit has made each job's folder and put its pickle
         # there (``_release``): a job that an idle cluster starts at once would find neither,
         # and fail without a log (SLURM before 23.02 does not make a log's folder).
-        params["additional_parameters"] = {**(params.get("additional_parameters") or {})}
-        params["additional_parameters"]["hold"] = True
+        params["additional_parameters"] = {
+            **(params.get("additional_parameters") or {}),
+            "hold": True,
+        }
         executor = submitit.AutoExecutor(
             cluster="slurm",
             folder=params.pop("submitit_folder"),

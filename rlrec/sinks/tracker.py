@@ -242,8 +242,7 @@ class TrackerHooks:
         pid = os.getpid() if self.runs_in == "process" else None
         self._entry = {k: v for k, v in entry.items() if k != "ended"} | {"pid": pid}
         self._entry |= {"episodes": self._held.ranges(), "logged": len(self._held)}
-        if self._films_owed:
-            self._entry[FILMS_OWED] = sorted(self._films_owed)
+        self._entry = self._with_owed(self._entry)
         self._files.update_tracker(self.name, self._entry)
 
     def _committed(self, done: list[int], commit: dict[str, Any] | None) -> None:
@@ -251,13 +250,15 @@ class TrackerHooks:
         if done:
             self._held.add_all(done)
             entry |= {"episodes": self._held.ranges(), "logged": len(self._held)}
-        if self._films_owed:
-            entry[FILMS_OWED] = sorted(self._films_owed)
-        else:
-            entry.pop(FILMS_OWED, None)
+        entry = self._with_owed(entry)
         if entry != self._entry:
             self._entry = entry
             self._files.update_tracker(self.name, entry)
+
+    def _with_owed(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """``entry`` listing the films still owed (no key when none is)."""
+        entry = {k: v for k, v in entry.items() if k != FILMS_OWED}
+        return entry | ({FILMS_OWED: sorted(self._films_owed)} if self._films_owed else {})
 
     def handle(self, items: list[tuple[str, Any]]) -> dict[str, Any]:
         """Hand ``items`` to the hooks in order, a run of consecutive episodes as one batch (an
