@@ -39,8 +39,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """The groups first: under pytest-xdist a group (a module sharing a server, a cluster, a
     trained model) runs whole on one worker, and one dealt out last would keep that worker busy
     long after the other had finished. A group that xdist did not name would be dealt out test by
-    test, each worker making the module's server or cluster again: that stops the run."""
-    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+    test, each worker making the module's server or cluster again: that stops the run.
+
+    The tests marked ``alone`` last: each waits for the other worker's test in progress (9 s on
+    average, the core idle meanwhile); at the end they wait once, for the last other test."""
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("alone") is not None,
+            item.get_closest_marker("xdist_group") is None,
+        )
+    )
     grouped = [item for item in items if item.get_closest_marker("xdist_group")]
     if getattr(config.option, "loadgroup", False) and grouped and "@" not in grouped[0].nodeid:
         raise pytest.UsageError(

@@ -199,6 +199,7 @@ def test_ray_reaches_a_cluster_whose_authentication_is_off(tmp_path):
 
 
 @pytest.mark.alone  # every process that listens on this machine meanwhile must be Ray's
+@pytest.mark.xdist_group("alone")  # out of the module's group (a cluster of its own): at the end
 def test_ray_starts_a_local_cluster_of_its_own_when_given_none(tmp_path):
     """No address, no RAY_ADDRESS: a cluster of this machine, on 127.0.0.1, gone afterwards."""
     from tests.system import require_module

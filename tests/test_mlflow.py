@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 
 from rlrec.rundir import RunDir
 from tests.conftest import (
@@ -50,6 +49,9 @@ class Server:
         self.folder = folder
         self.uri = f"http://127.0.0.1:{_free_port()}"
         self.start()
+        # imported here: a second of imports that every worker would pay while collecting
+        from mlflow.tracking import MlflowClient
+
         self.client = MlflowClient(self.uri)
 
     def start(self) -> None:
@@ -341,6 +343,7 @@ def test_a_start_failure_names_its_cause_and_the_fix(tmp_path):
 
 
 @pytest.mark.alone
+@pytest.mark.xdist_group("alone")  # out of the module's group (no server): it runs at the end
 def test_an_unreachable_server_ends_the_run_at_once(tmp_path):
     start = time.monotonic()
     uri = f"http://127.0.0.1:{_free_port()}"
