@@ -42,7 +42,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     test, each worker making the module's server or cluster again: that stops the run.
 
     The tests marked ``alone`` last: each waits for the other worker's test in progress (9 s on
-    average, the core idle meanwhile); at the end they wait once, for the last other test."""
+    average, the core idle meanwhile); at the end they wait once, for the last other test. xdist
+    deals a group out whole, wherever its other tests fall: an ``alone`` test in a grouped module
+    that uses none of the module's fixtures also carries ``xdist_group("alone")``, to leave it."""
     items.sort(
         key=lambda item: (
             item.get_closest_marker("alone") is not None,
